@@ -1,0 +1,58 @@
+# charrnn: `make train` sets everything up and trains the default model; `make test` runs the tests.
+PYTHON ?= python3
+# A CPU build of this torch is what CI and the README's figures used; override for a GPU build,
+# e.g. `make install TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'`.
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+VENV ?= .venv
+RUN ?= runs/alice
+DATA ?= alice
+TRAIN_ARGS ?=
+BIN := $(VENV)/bin
+CHARRNN := $(BIN)/charrnn
+STAMP := $(VENV)/.installed
+
+.PHONY: install corpus train sample eval test test-fast lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev,plot]'
+	touch $@
+
+corpus: corpora/alice.txt
+
+corpora/alice.txt: | $(STAMP)
+	$(CHARRNN) corpus alice
+
+# Trains once into $(RUN); an interrupted run is resumed, a finished one is kept. Then samples.
+train: $(RUN)/summary.json
+	$(CHARRNN) sample $(RUN) --length 600 --seed 1
+
+$(RUN)/summary.json: | $(STAMP) corpora/alice.txt
+	if [ -f $(RUN)/last.pt ]; then $(CHARRNN) train --out $(RUN) --resume; \
+	else $(CHARRNN) train --data $(DATA) --out $(RUN) $(TRAIN_ARGS); fi
+
+sample: | $(STAMP)
+	$(CHARRNN) sample $(RUN) --length 1000
+
+eval: | $(STAMP)
+	$(CHARRNN) eval $(RUN) --split val
+	$(CHARRNN) eval $(RUN) --split test
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m 'not slow'
+
+lint: $(STAMP)
+	$(BIN)/ruff check charrnn tests
+	$(BIN)/ruff format --check charrnn tests
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache corpora/*.txt corpora/*.ids
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

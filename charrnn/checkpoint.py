@@ -1,0 +1,144 @@
+"""Checkpoints: plain dicts on disk, with a format version and a SHA-256 of their own contents.
+
+Files are written atomically (beside the target, flushed, renamed) and read with
+`torch.load(weights_only=True)`, after a check that the file is a torch zip archive whose
+entries are stored uncompressed, so a crafted pickle or a compression bomb never gets to run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from charrnn.errors import CharRNNError
+
+FORMAT = "charrnn-checkpoint"
+FORMAT_VERSION = 1
+BEST, LAST = "best.pt", "last.pt"
+_TEMP_MARK = ".tmp-"
+
+
+def _feed(digest, obj) -> None:
+    """Hash a nested structure by value, independent of how torch laid it out in the file."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            digest.update(ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()))
+    elif isinstance(obj, dict):
+        digest.update(b"D%d" % len(obj))
+        for key in sorted(obj, key=repr):
+            _feed(digest, key)
+            _feed(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(b"L%d" % len(obj))
+        for item in obj:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def content_sha256(content: dict) -> str:
+    digest = hashlib.sha256()
+    _feed(digest, content)
+    return digest.hexdigest()
+
+
+def save(path: Path, content: dict) -> None:
+    """Write `content` to `path` so that a crash at any moment leaves the old file or the new one."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sha256": content_sha256(content),
+        "content": content,
+    }
+    tmp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CharRNNError(
+            f"could not write {path} ({e.strerror or e}). Free some disk space or choose a writable --out; "
+            "the previous checkpoint there is intact"
+        ) from None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Temporary files left by a process killed mid-save. Call only while holding the run's lock."""
+    for tmp in Path(directory).glob(f".*.pt{_TEMP_MARK}*"):
+        tmp.unlink(missing_ok=True)
+
+
+def resolve(path: Path) -> Path:
+    """A run directory means its best.pt."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST
+    if not path.is_file():
+        raise CharRNNError(f"no checkpoint at {path}. Pass a run directory or a .pt file written by `charrnn train`")
+    return path
+
+
+def _check_archive(path: Path) -> None:
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise CharRNNError(
+            f"{path} is not a charrnn checkpoint (not a torch archive, or truncated). "
+            "Pass a checkpoint written by `charrnn train`, e.g. the run's last.pt"
+        ) from None
+    unpacked = sum(e.file_size for e in entries)
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries) or unpacked > size:
+        raise CharRNNError(
+            f"{path} holds compressed entries, which torch never writes; it was not written by charrnn. "
+            "Pass a checkpoint written by `charrnn train`"
+        )
+
+
+def load(path: Path) -> dict:
+    """The content dict of a checkpoint file or run directory, verified."""
+    path = resolve(path)
+    _check_archive(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for damaged or hostile files
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CharRNNError(
+            f"{path} is damaged or not a charrnn checkpoint ({reason}). "
+            "Use another checkpoint, e.g. the run's last.pt or best.pt"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CharRNNError(f"{path} is a torch file but not a charrnn checkpoint. Pass one written by `charrnn train`")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CharRNNError(
+            f"{path} has checkpoint format {payload['format_version']}, newer than this charrnn reads "
+            f"({FORMAT_VERSION}). Upgrade charrnn"
+        )
+    content = payload.get("content")
+    if not isinstance(content, dict) or content_sha256(content) != payload.get("sha256"):
+        raise CharRNNError(
+            f"{path} is damaged: its contents do not match the SHA-256 it carries. "
+            "Use another checkpoint, e.g. the run's last.pt or best.pt"
+        )
+    return content

@@ -1,0 +1,169 @@
+"""Corpora: a name or a path in, verified UTF-8 text on disk out.
+
+Known corpora live in `corpora/registry.toml`. A named corpus is copied from a mirror directory
+when one holds it, else downloaded from its public source; either way its SHA-256 is checked
+before it is written (atomically) under `corpora/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from charrnn.errors import CharRNNError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CORPORA_DIR = PROJECT_ROOT / "corpora"
+REGISTRY_FILE = CORPORA_DIR / "registry.toml"
+MIRROR_VARIABLE = "CHARRNN_CORPUS_MIRROR"
+DEFAULT_MIRROR = PROJECT_ROOT.parent / "shared" / "corpora"
+DOWNLOAD_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    name: str
+    title: str
+    url: str
+    file: str
+    sha256: str
+    bytes: int
+    characters: int
+    licence: str
+
+
+def registry(path: Path = REGISTRY_FILE) -> dict[str, CorpusEntry]:
+    with open(path, "rb") as f:
+        table = tomllib.load(f)
+    return {name: CorpusEntry(name=name, **fields) for name, fields in table.items()}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Strict UTF-8 with a byte-order mark dropped and CRLF turned into LF."""
+    if b"\x00" in data:
+        raise CharRNNError(f"{source} looks like a binary file (it holds NUL bytes), not text. Pass a UTF-8 text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CharRNNError(
+            f"{source} is not valid UTF-8 (bad byte at offset {e.start}). Convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    return text.replace("\r\n", "\n")
+
+
+def gutenberg_body(text: str) -> str:
+    """The text between Project Gutenberg's `*** START OF` and `*** END OF` lines."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith("*** START OF")), None)
+    end = next((i for i, line in enumerate(lines) if line.startswith("*** END OF")), None)
+    if start is None or end is None or end <= start:
+        raise CharRNNError(
+            "the downloaded file has no `*** START OF` / `*** END OF` marker lines. "
+            "Check the source, or use a mirror directory with --mirror"
+        )
+    return "\n".join(lines[start + 1 : end]).strip()
+
+
+def _mirror_dirs(mirror: Path | None) -> list[Path]:
+    if mirror is not None:
+        return [mirror]
+    if os.environ.get(MIRROR_VARIABLE):
+        return [Path(os.environ[MIRROR_VARIABLE])]
+    return [DEFAULT_MIRROR] if DEFAULT_MIRROR.is_dir() else []
+
+
+def _download(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CharRNNError(
+            f"could not download {url} ({reason}). Check the network, or point --mirror "
+            f"(or {MIRROR_VARIABLE}) at a directory that holds the file"
+        ) from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(
+    name: str,
+    *,
+    mirror: Path | None = None,
+    verify: bool = True,
+    corpora_dir: Path = CORPORA_DIR,
+    entries: dict[str, CorpusEntry] | None = None,
+) -> tuple[Path, str]:
+    """Make the named corpus present under `corpora_dir`; return its path and where it came from."""
+    entries = registry() if entries is None else entries
+    if name not in entries:
+        raise CharRNNError(f"unknown corpus {name!r}. Known corpora: {', '.join(sorted(entries))}")
+    entry = entries[name]
+    target = corpora_dir / entry.file
+    for directory in _mirror_dirs(mirror):
+        candidate = directory / entry.file
+        if candidate.is_file():
+            data = decode_text(candidate.read_bytes(), str(candidate)).encode("utf-8")
+            origin = str(candidate)
+            break
+    else:
+        data = gutenberg_body(decode_text(_download(entry.url), entry.url)).encode("utf-8")
+        origin = entry.url
+    digest = sha256_hex(data)
+    if verify and digest != entry.sha256:
+        raise CharRNNError(
+            f"the {name} text from {origin} has SHA-256 {digest}, expected {entry.sha256}. "
+            "The source may have changed; pass --no-verify to accept it anyway"
+        )
+    write_atomic(target, data)
+    return target, origin
+
+
+def is_present(entry: CorpusEntry, corpora_dir: Path = CORPORA_DIR) -> bool:
+    return (corpora_dir / entry.file).is_file()
+
+
+def resolve(data: str, corpora_dir: Path = CORPORA_DIR) -> Path:
+    """The file behind `--data`: a known corpus name (fetched on first use) or a path."""
+    entries = registry()
+    if data in entries and not Path(data).is_file():
+        path = corpora_dir / entries[data].file
+        return path if path.is_file() else fetch(data, corpora_dir=corpora_dir, entries=entries)[0]
+    path = Path(data)
+    if not path.is_file():
+        known = ", ".join(sorted(entries))
+        raise CharRNNError(f"no such file: {data}. Pass the path of a UTF-8 text file or a known corpus ({known})")
+    return path
+
+
+def load_text(data: str) -> tuple[str, str]:
+    """The text of `--data` and the SHA-256 of its normalised UTF-8 bytes."""
+    path = resolve(data)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CharRNNError(f"cannot read {path} ({e.strerror}). Check the path and its permissions") from None
+    text = decode_text(raw, str(path))
+    if not text:
+        raise CharRNNError(f"{path} is empty. Pass a file with some text in it")
+    return text, sha256_hex(text.encode("utf-8"))

@@ -1,0 +1,5 @@
+"""The one exception a user can cause; the CLI turns it into `error: ...` and exit 1."""
+
+
+class CharRNNError(Exception):
+    """A problem the user can fix. The message reads `what happened. how to fix it`."""

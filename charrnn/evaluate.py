@@ -1,0 +1,86 @@
+"""Score every character of a span of text with its left context: total nats and characters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from charrnn.data import WARMUP_CHARS
+from charrnn.errors import CharRNNError
+
+CHUNK_LEN = 4096
+MAX_STREAMS = 64
+TIME_WINDOW = 1024
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    nats: float
+    chars: int
+
+    @property
+    def loss(self) -> float:
+        return self.nats / self.chars
+
+    @property
+    def bpc(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+    def as_dict(self) -> dict:
+        return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
+
+
+def evaluate(model, ids: torch.Tensor, start: int, end: int, warmup: int = WARMUP_CHARS) -> EvalResult:
+    """Cross-entropy of ids[start:end], each character predicted from everything before it.
+
+    The span is cut into chunks scored side by side as a batch; each chunk's state is first
+    warmed on the `warmup` characters before it, so every character is scored with at least that
+    much left context (or all there is), the first chunk of a validation or test split included.
+    The corpus's very first character has no context and is not scored.
+    """
+    start = max(start, 1)
+    if end <= start:
+        raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
+    device = next(model.parameters()).device
+    chunks = [(s, min(s + CHUNK_LEN, end)) for s in range(start, end, CHUNK_LEN)]
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for first in range(0, len(chunks), MAX_STREAMS):
+                total += _score_group(model, ids, chunks[first : first + MAX_STREAMS], warmup, device)
+    finally:
+        model.train(was_training)
+    return EvalResult(nats=float(total), chars=end - start)
+
+
+def _score_group(model, ids, chunks, warmup, device) -> torch.Tensor:
+    # Stream k reads ids[a_k : e_k - 1] and predicts ids[a_k + 1 : e_k]; only positions >= s_k count.
+    begins = [max(0, s - 1 - warmup) for s, _ in chunks]
+    length = max(e - 1 - a for a, (_, e) in zip(begins, chunks))
+    inputs = torch.zeros(len(chunks), length, dtype=torch.long)
+    targets = torch.zeros_like(inputs)
+    mask = torch.zeros(len(chunks), length, dtype=torch.bool)
+    for k, (a, (s, e)) in enumerate(zip(begins, chunks)):
+        n = e - 1 - a
+        inputs[k, :n] = ids[a : e - 1].long()
+        targets[k, :n] = ids[a + 1 : e].long()
+        mask[k, s - 1 - a : n] = True
+    inputs, targets, mask = inputs.to(device), targets.to(device), mask.to(device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    state = None
+    for t in range(0, length, TIME_WINDOW):
+        logits, state = model(inputs[:, t : t + TIME_WINDOW], state)
+        nats = F.cross_entropy(
+            logits.flatten(0, 1).float(), targets[:, t : t + TIME_WINDOW].flatten(), reduction="none"
+        )
+        total += (nats * mask[:, t : t + TIME_WINDOW].flatten()).sum(dtype=torch.float64)
+    return total

@@ -1,0 +1,102 @@
+"""The character model: embedding -> fused nn.RNN/nn.LSTM/nn.GRU -> dropout -> linear.
+
+Below it, one-step cells written from the equations. They are the readable statement of what
+each fused module computes; tests hold the two to the same numbers. Training never uses them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from charrnn.config import ModelConfig
+
+State = Tensor | tuple[Tensor, Tensor]
+
+_FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class CharRNN(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
+        extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+        self.rnn = _FUSED[config.cell](
+            input_size=config.embed_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+            **extra,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self._init_recurrent_weights()
+
+    def _init_recurrent_weights(self) -> None:
+        h = self.config.hidden_size
+        with torch.no_grad():
+            for layer in range(self.config.num_layers):
+                w_hh = getattr(self.rnn, f"weight_hh_l{layer}")
+                b_ih = getattr(self.rnn, f"bias_ih_l{layer}")
+                b_hh = getattr(self.rnn, f"bias_hh_l{layer}")
+                if self.config.init == "identity":
+                    # Le, Jaitly & Hinton (2015): h_t starts as a copy of h_{t-1}, so the gradient
+                    # through time neither shrinks nor grows at first.
+                    w_hh.copy_(torch.eye(h))
+                    b_ih.zero_()
+                    b_hh.zero_()
+                if self.config.cell == "lstm":
+                    # Gates are ordered (input, forget, cell, output). A forget bias of 1 keeps the
+                    # cell state flowing early in training (Jozefowicz et al., 2015).
+                    b_ih[h : 2 * h].fill_(1.0)
+                    b_hh[h : 2 * h].zero_()
+
+    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
+        output, state = self.rnn(self.embedding(ids), state)
+        return self.head(self.dropout(output)), state
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph between training windows: truncated back-propagation through time."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def layer_weights(rnn: nn.RNNBase, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return tuple(getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def rnn_step(x: Tensor, h: Tensor, w_ih, w_hh, b_ih, b_hh, nonlinearity: str = "tanh") -> Tensor:
+    """Vanilla cell: h_t = tanh(W_hh h_{t-1} + W_xh x_t + b). The output y_t = W_hy h_t is the model's head."""
+    act = torch.tanh if nonlinearity == "tanh" else torch.relu
+    return act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
+
+
+def lstm_step(x: Tensor, state: tuple[Tensor, Tensor], w_ih, w_hh, b_ih, b_hh) -> tuple[Tensor, Tensor]:
+    """LSTM: gates decide what the cell state c forgets, takes in and shows as h."""
+    h, c = state
+    i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=-1)
+    input_gate, forget_gate, output_gate = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+    candidate = torch.tanh(g)
+    c = forget_gate * c + input_gate * candidate
+    h = output_gate * torch.tanh(c)
+    return h, c
+
+
+def gru_step(x: Tensor, h: Tensor, w_ih, w_hh, b_ih, b_hh) -> Tensor:
+    """GRU: the update gate z mixes old state and candidate; the reset gate r masks the old state in the candidate."""
+    x_r, x_z, x_n = (x @ w_ih.T + b_ih).chunk(3, dim=-1)
+    h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
+    reset = torch.sigmoid(x_r + h_r)
+    update = torch.sigmoid(x_z + h_z)
+    candidate = torch.tanh(x_n + reset * h_n)
+    return (1 - update) * candidate + update * h

@@ -1,0 +1,82 @@
+"""A run directory: its files, and the lock that keeps a second training out of it."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from charrnn.checkpoint import BEST, LAST, remove_stale_temps
+from charrnn.errors import CharRNNError
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+LOCK = ".lock"
+RUN_FILES = (BEST, LAST, METRICS, SUMMARY)
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock_file = None
+
+    def holds_run(self) -> bool:
+        return any((self.path / name).exists() for name in RUN_FILES)
+
+    def create(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise CharRNNError(
+                f"cannot write to the run directory {self.path} ({e.strerror or e}). Pass a writable --out"
+            ) from None
+
+    def lock(self) -> None:
+        """Exclusive while this process lives; the kernel drops it when the process dies, however it dies."""
+        self._lock_file = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            self._lock_file = None
+            raise CharRNNError(
+                f"another training (pid {holder}) is writing into {self.path}. "
+                "Wait for it to finish, or pass another --out"
+            ) from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+        remove_stale_temps(self.path)
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def clear(self) -> None:
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop metric lines past the checkpoint a resume starts from; those steps run again."""
+        path = self.path / METRICS
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= last_step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a kill mid-write
+        path.write_text("".join(kept))
+
+    def write_summary(self, summary: dict) -> None:
+        (self.path / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,100 @@
+"""Generate text one character at a time: temperature, top-k, top-p, and a seeded torch.Generator.
+
+The prime runs through the fused module in one call; after that each character steps PyTorch's
+single-step cell ops (`torch.lstm_cell` and kin, what nn.LSTMCell runs) on the fused module's own
+weights, because calling a fused module once per character costs far more than the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from charrnn.config import SampleConfig
+from charrnn.data import Vocabulary
+from charrnn.model import CharRNN, layer_weights
+
+PRIME_HINT = "Use only characters from the training text in --prime"
+
+
+class Stepper:
+    """One step of a CharRNN for a batch of single characters, in eval mode (no dropout)."""
+
+    def __init__(self, model: CharRNN):
+        self.model = model
+        config = model.config
+        self.cell = config.cell
+        self.weights = [layer_weights(model.rnn, layer) for layer in range(config.num_layers)]
+        self.step_fn = {
+            "lstm": torch.lstm_cell,
+            "gru": torch.gru_cell,
+            "rnn": torch.rnn_tanh_cell if config.nonlinearity == "tanh" else torch.rnn_relu_cell,
+        }[config.cell]
+
+    def split_state(self, state):
+        """The fused module's (layers, batch, hidden) state as one entry per layer."""
+        if self.cell == "lstm":
+            return [(h, c) for h, c in zip(state[0].unbind(0), state[1].unbind(0))]
+        return list(state.unbind(0))
+
+    def join_state(self, layers):
+        if self.cell == "lstm":
+            return torch.stack([h for h, _ in layers]), torch.stack([c for _, c in layers])
+        return torch.stack(layers)
+
+    def step(self, ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
+        x = self.model.embedding(ids)
+        new_layers = []
+        for weights, layer_state in zip(self.weights, layers):
+            layer_state = self.step_fn(x, layer_state, *weights)
+            new_layers.append(layer_state)
+            x = layer_state[0] if self.cell == "lstm" else layer_state
+        return self.model.head(x), new_layers
+
+
+def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
+    """Next ids (batch,) from logits (batch, vocab)."""
+    if config.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / config.temperature
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p is not None and config.top_p < 1:
+        ordered, order = torch.sort(logits, dim=-1, descending=True)
+        probs = F.softmax(ordered, dim=-1)
+        # Drop a token when the tokens ranked above it already cover top_p; the first always stays.
+        drop = probs.cumsum(-1) - probs >= config.top_p
+        logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)
+
+
+def generate(
+    model: CharRNN, vocab: Vocabulary, config: SampleConfig, prime: str = "", seed: int = 0
+) -> Iterator[list[str]]:
+    """Yield, step by step, the next character of each of `config.num_samples` samples.
+
+    With no prime, the state starts after a newline, or after a random character (which is
+    yielded first) when the vocabulary has no newline.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n = config.num_samples
+    model.eval()
+    with torch.inference_mode():
+        if not prime:
+            if "\n" in vocab.index:
+                prime = "\n"
+            else:
+                prime = vocab.chars[int(torch.randint(len(vocab), (1,), generator=generator))]
+                yield [prime] * n
+        ids = vocab.encode(prime, fix=PRIME_HINT, what="the prime").long().unsqueeze(0).expand(n, -1)
+        logits, state = model(ids)
+        stepper = Stepper(model)
+        layers = stepper.split_state(state)
+        logits = logits[:, -1]
+        for _ in range(config.length):
+            next_ids = choose(logits, config, generator)
+            yield [vocab.chars[i] for i in next_ids.tolist()]
+            logits, layers = stepper.step(next_ids, layers)

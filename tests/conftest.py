@@ -1,0 +1,67 @@
+import os
+
+# Tiny test models run fastest on one thread, and several OpenMP pools on two cores thrash.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import random
+
+import pytest
+import torch
+
+from charrnn.train import Trainer
+
+WORDS = (
+    "alice rabbit queen hatter tea party garden croquet cat grin door key bottle drink me "
+    "curious shrink grow tiny tall white gloves fan watch pocket late dear"
+).split()
+
+
+def make_text(n_chars: int, seed: int = 0) -> str:
+    """Deterministic English-like text: short sentences from a small vocabulary of words."""
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < n_chars:
+        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
+        sentence = sentence[0].upper() + sentence[1:] + rng.choice([".", "!", "?", ","]) + rng.choice([" ", "\n"])
+        parts.append(sentence)
+        size += len(sentence)
+    return "".join(parts)[:n_chars]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(make_text(20_000))
+    return path
+
+
+TINY_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 32, "embed_size": 8, "dropout": 0.1}
+TINY_TRAIN = {"seq_len": 32, "batch_size": 8, "max_steps": 30, "eval_every": 10, "warmup_steps": 5, "lr": 1e-2}
+
+
+def train_run(out_dir, data, model=None, **train):
+    """Train to the end of the budget in-process; return the trainer's outcome."""
+    trainer = Trainer(out_dir, {"data": str(data), **TINY_TRAIN, **train}, {**TINY_MODEL, **(model or {})})
+    try:
+        for _ in trainer.run():
+            pass
+        return trainer.outcome()
+    finally:
+        trainer.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A small trained LSTM run directory, shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("tiny")
+    data = root / "text.txt"
+    data.write_text(make_text(20_000))
+    train_run(root / "run", data)
+    return root / "run"
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_rng():
+    state = torch.get_rng_state()
+    yield
+    torch.set_rng_state(state)

@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from charrnn.config import ModelConfig
+from charrnn.model import CharRNN, detach_state, gru_step, layer_weights, lstm_step, rnn_step
+from charrnn.sample import Stepper
+
+
+def reference_forward(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
+    """The model's outputs, computed one step at a time with the equations in model.py."""
+    config = model.config
+    batch, steps = ids.shape
+    zeros = torch.zeros(batch, config.hidden_size)
+    state = [(zeros, zeros) if config.cell == "lstm" else zeros for _ in range(config.num_layers)]
+    outputs = []
+    for t in range(steps):
+        x = model.embedding(ids[:, t])
+        for layer in range(config.num_layers):
+            weights = layer_weights(model.rnn, layer)
+            if config.cell == "lstm":
+                state[layer] = lstm_step(x, state[layer], *weights)
+                x = state[layer][0]
+            elif config.cell == "gru":
+                state[layer] = x = gru_step(x, state[layer], *weights)
+            else:
+                state[layer] = x = rnn_step(x, state[layer], *weights, nonlinearity=config.nonlinearity)
+        outputs.append(model.head(x))
+    return torch.stack(outputs, dim=1)
+
+
+CELLS = [
+    {"cell": "rnn"},
+    {"cell": "rnn", "nonlinearity": "relu", "init": "identity"},
+    {"cell": "lstm"},
+    {"cell": "gru"},
+]
+
+
+@pytest.mark.parametrize("options", CELLS, ids=lambda o: "-".join(o.values()))
+def test_equations_match_fused_module(options):
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=11, num_layers=2, hidden_size=16, embed_size=5, dropout=0.0, **options))
+    model.eval()
+    ids = torch.randint(0, 11, (3, 20))
+    with torch.no_grad():
+        fused, _ = model(ids)
+        assert torch.allclose(reference_forward(model, ids), fused, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", CELLS, ids=lambda o: "-".join(o.values()))
+def test_single_step_cells_match_whole_sequence(options):
+    torch.manual_seed(1)
+    model = CharRNN(ModelConfig(vocab_size=9, num_layers=3, hidden_size=12, embed_size=4, dropout=0.3, **options))
+    model.eval()
+    ids = torch.randint(0, 9, (2, 15))
+    with torch.no_grad():
+        fused, fused_state = model(ids)
+        _, state = model(ids[:, :5])
+        stepper = Stepper(model)
+        layers = stepper.split_state(state)
+        stepped = []
+        for t in range(5, 15):
+            logits, layers = stepper.step(ids[:, t], layers)
+            stepped.append(logits)
+    assert torch.allclose(torch.stack(stepped, 1), fused[:, 5:], atol=1e-5)
+    joined = stepper.join_state(layers)
+    for a, b in zip(
+        joined if isinstance(joined, tuple) else [joined],
+        fused_state if isinstance(fused_state, tuple) else [fused_state],
+    ):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_state_starts_at_zero():
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=5, cell="gru", hidden_size=8, embed_size=3))
+    model.eval()
+    ids = torch.randint(0, 5, (2, 7))
+    zero = torch.zeros(model.config.num_layers, 2, 8)
+    assert torch.equal(model(ids)[0], model(ids, zero)[0])
+
+
+def test_identity_init_and_zero_bias():
+    model = CharRNN(ModelConfig(vocab_size=5, cell="rnn", init="identity", num_layers=2, hidden_size=6))
+    for layer in range(2):
+        w_ih, w_hh, b_ih, b_hh = layer_weights(model.rnn, layer)
+        assert torch.equal(w_hh, torch.eye(6))
+        assert not b_ih.any() and not b_hh.any()
+
+
+def test_lstm_forget_bias_starts_at_one():
+    model = CharRNN(ModelConfig(vocab_size=5, cell="lstm", hidden_size=4, num_layers=1))
+    _, _, b_ih, b_hh = layer_weights(model.rnn, 0)
+    assert torch.equal((b_ih + b_hh)[4:8], torch.ones(4))
+
+
+def test_dropout_only_while_training():
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=7, hidden_size=16, embed_size=4, dropout=0.5))
+    ids = torch.randint(0, 7, (2, 10))
+    model.train()
+    assert not torch.equal(model(ids)[0], model(ids)[0])
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
+
+
+def test_detach_state_cuts_the_graph():
+    model = CharRNN(ModelConfig(vocab_size=5, hidden_size=4, embed_size=2))
+    _, state = model(torch.zeros(1, 3, dtype=torch.long))
+    assert all(s.requires_grad for s in state)
+    assert not any(s.requires_grad for s in detach_state(state))

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from charrnn.api import load
+from charrnn.config import SampleConfig
+from charrnn.data import Vocabulary
+from charrnn.errors import CharRNNError
+from charrnn.sample import choose, generate
+
+
+def text_of(loaded, prime="", **options):
+    config = SampleConfig(**{"length": 80, **options})
+    samples = ["" for _ in range(config.num_samples)]
+    for chars in generate(loaded.model, loaded.vocab, config, prime, config.seed or 0):
+        samples = [s + c for s, c in zip(samples, chars)]
+    return samples
+
+
+def test_same_seed_same_text(tiny_run):
+    loaded = load(tiny_run)
+    assert text_of(loaded, seed=7) == text_of(loaded, seed=7)
+    assert text_of(loaded, seed=7) != text_of(loaded, seed=8)
+
+
+def test_length_counts_new_characters_only(tiny_run):
+    loaded = load(tiny_run)
+    assert [len(s) for s in text_of(loaded, prime="The ", length=33, num_samples=3, seed=1)] == [33, 33, 33]
+
+
+def test_greedy_ignores_the_seed_and_equals_top_k_1(tiny_run):
+    loaded = load(tiny_run)
+    greedy = text_of(loaded, temperature=0, seed=1)
+    assert greedy == text_of(loaded, temperature=0, seed=2)
+    assert greedy == text_of(loaded, top_k=1, seed=3)
+    assert greedy == text_of(loaded, top_p=1e-6, seed=4)
+
+
+def test_samples_in_a_batch_differ(tiny_run):
+    loaded = load(tiny_run)
+    samples = text_of(loaded, num_samples=4, seed=1, temperature=1.0)
+    assert len(set(samples)) == 4
+
+
+def test_unknown_prime_characters_are_named(tiny_run):
+    loaded = load(tiny_run)
+    with pytest.raises(CharRNNError, match=r"'€' \(1x\).*--prime"):
+        text_of(loaded, prime="tea €")
+
+
+def test_no_newline_in_vocabulary_starts_from_a_random_character():
+    from charrnn.config import ModelConfig
+    from charrnn.model import CharRNN
+
+    model = CharRNN(ModelConfig(vocab_size=3, hidden_size=4, embed_size=2))
+    vocab = Vocabulary(["a", "b", "c"])
+    out = list(generate(model, vocab, SampleConfig(length=5, seed=0), "", 0))
+    assert len(out) == 6 and out[0][0] in "abc"
+
+
+def test_top_k_and_top_p_keep_only_likely_characters():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    draws = lambda config: {  # noqa: E731
+        int(choose(logits, config, torch.Generator().manual_seed(s))) for s in range(300)
+    }
+    assert draws(SampleConfig(temperature=1, top_k=2)) == {0, 1}
+    assert draws(SampleConfig(temperature=1, top_p=0.75)) == {0, 1}
+    assert draws(SampleConfig(temperature=1, top_p=0.85)) == {0, 1, 2}
+    assert draws(SampleConfig(temperature=1)) == {0, 1, 2, 3}

@@ -1,0 +1,138 @@
+import json
+import math
+
+import pytest
+import torch
+
+from charrnn import checkpoint
+from charrnn.api import load
+from charrnn.errors import CharRNNError
+from charrnn.train import Trainer
+from tests.conftest import TINY_MODEL, TINY_TRAIN, train_run
+
+
+def losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["train_loss"] for line in lines]
+
+
+def test_a_tiny_model_learns_hello(tmp_path):
+    """The RNN notes' example: after 'hell' a trained model says 'o'."""
+    data = tmp_path / "hello.txt"
+    data.write_text("hello\n" * 400)
+    train_run(tmp_path / "run", data, model={"hidden_size": 16, "dropout": 0.0}, max_steps=80, seq_len=12, batch_size=4)
+    loaded = load(tmp_path / "run")
+    assert loaded.generate(prime="hell", length=8, temperature=0) == "hello\nhello\n"
+    assert loaded.score("hello\n" * 20).bpc < 0.2
+
+
+def test_same_seed_same_losses(tmp_path, text_file):
+    train_run(tmp_path / "a", text_file)
+    train_run(tmp_path / "b", text_file)
+    train_run(tmp_path / "c", text_file, seed=2)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert losses(tmp_path / "a") != losses(tmp_path / "c")
+
+
+def test_metrics_lines_hold_the_documented_keys(tiny_run):
+    lines = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == list(range(1, 31))
+    for key in ("step", "elapsed_s", "lr", "train_loss", "grad_norm", "chars_per_s", "clipped"):
+        assert key in lines[0]
+    evaluated = [line for line in lines if line["val_bpc"] is not None]
+    assert [line["step"] for line in evaluated] == [10, 20, 30]
+    assert math.isclose(evaluated[0]["val_bpc"], evaluated[0]["val_loss"] / math.log(2))
+
+
+def test_loss_goes_down_and_best_is_kept(tiny_run):
+    lines = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"] - 0.5
+    best = load(tiny_run / "best.pt").content["best_val_loss"]
+    assert best == min(line["val_loss"] for line in lines if line["val_loss"] is not None)
+
+
+def run_with_stop(out_dir, data, stop_at, **train):
+    trainer = Trainer(out_dir, {"data": str(data), **TINY_TRAIN, **train}, dict(TINY_MODEL))
+    try:
+        for progress in trainer.run():
+            if progress.step == stop_at:
+                trainer.stop.set()
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("stop_at", [7, 10])
+def test_resume_is_exact(tmp_path, text_file, stop_at):
+    train_run(tmp_path / "whole", text_file)
+    run_with_stop(tmp_path / "split", text_file, stop_at)
+    assert checkpoint.load(tmp_path / "split" / "last.pt")["step"] == stop_at
+    resumed = Trainer(tmp_path / "split", {}, {}, resume=True)
+    try:
+        for _ in resumed.run():
+            pass
+    finally:
+        resumed.close()
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    whole, split = load(tmp_path / "whole" / "last.pt"), load(tmp_path / "split" / "last.pt")
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, split.model.state_dict()[name]), name
+
+
+def test_resume_refuses_a_changed_option(tiny_run):
+    with pytest.raises(CharRNNError, match=r"--hidden-size 64 differs from the run being resumed \(32\)"):
+        Trainer(tiny_run, {}, {"hidden_size": 64}, resume=True)
+
+
+def test_resume_with_a_longer_budget_continues(tmp_path, text_file):
+    train_run(tmp_path / "run", text_file, max_steps=10)
+    trainer = Trainer(tmp_path / "run", {"max_steps": 15}, {}, resume=True)
+    try:
+        steps = [p.step for p in trainer.run()]
+    finally:
+        trainer.close()
+    assert steps == [11, 12, 13, 14, 15]
+
+
+def test_an_existing_run_is_not_overwritten(tiny_run):
+    with pytest.raises(CharRNNError, match="already holds a run. Pass --resume"):
+        Trainer(tiny_run, {"data": "x", **TINY_TRAIN}, dict(TINY_MODEL))
+
+
+def test_force_starts_over(tmp_path, text_file):
+    train_run(tmp_path / "run", text_file, max_steps=5)
+    trainer = Trainer(
+        tmp_path / "run", {"data": str(text_file), **TINY_TRAIN, "max_steps": 3}, dict(TINY_MODEL), force=True
+    )
+    trainer.close()
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_second_training_in_the_same_directory_is_locked_out(tmp_path, text_file):
+    first = Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL))
+    try:
+        with pytest.raises(CharRNNError, match="another training .* is writing into"):
+            Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), force=True)
+    finally:
+        first.close()
+    Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), force=True).close()
+
+
+def test_non_finite_loss_stops_with_advice_and_keeps_weights_finite(tmp_path, text_file):
+    with pytest.raises(CharRNNError, match=r"non-finite at step \d+\. Lower --lr"):
+        train_run(
+            tmp_path / "run",
+            text_file,
+            model={"cell": "rnn", "nonlinearity": "relu", "init": "identity", "dropout": 0.0},
+            lr=1e4,
+            clip_norm=0.0,
+            warmup_steps=0,
+            eval_every=1,
+        )
+    saved = load(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(p).all() for p in saved.model.parameters())
+
+
+def test_clipping_by_norm_fires_and_is_logged(tmp_path, text_file):
+    train_run(tmp_path / "run", text_file, clip_norm=0.01, max_steps=5)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["clipped"] and line["grad_norm"] > 0.01 for line in lines)
