@@ -8,11 +8,13 @@ VENV ?= .venv
 RUN ?= runs/alice
 DATA ?= alice
 TRAIN_ARGS ?=
+BENCH_ARGS ?=
+COMPARE_ARGS ?=
 BIN := $(VENV)/bin
 CHARRNN := $(BIN)/charrnn
 STAMP := $(VENV)/.installed
 
-.PHONY: install corpus train sample eval test test-fast lint clean
+.PHONY: install corpus train sample eval bench compare test test-fast lint clean
 
 install: $(STAMP)
 
@@ -42,6 +44,15 @@ sample: | $(STAMP)
 eval: | $(STAMP)
 	$(CHARRNN) eval $(RUN) --split val
 	$(CHARRNN) eval $(RUN) --split test
+
+# Training, evaluation and sampling speed of the default model against this machine's limits.
+bench: | $(STAMP)
+	$(CHARRNN) bench $(BENCH_ARGS)
+
+# The notes' seven configurations, 2 minutes each on the same text, into runs/compare: a Markdown table and a plot.
+# Add COMPARE_ARGS=--force to train them again, or e.g. COMPARE_ARGS='--only gru,lstm --max-time 5m'.
+compare: | $(STAMP) corpora/alice.txt
+	$(CHARRNN) compare --data $(DATA) --out runs/compare --plot runs/compare/validation.png $(COMPARE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""Load a trained model and use it from Python: generate text, score text."""
+"""Load a trained model and use it from Python: generate text, score text, fill gaps."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from charrnn.config import ModelConfig, SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, evaluate
+from charrnn.fill import Filled, fill
 from charrnn.model import CharRNN
 from charrnn.sample import generate
 
@@ -20,17 +21,50 @@ class Loaded:
     vocab: Vocabulary
     content: dict
 
+    @property
+    def objective(self) -> str:
+        """lm for a language model, fill for a model that fills gaps (`charrnn train --objective fill`)."""
+        return self.content["train_config"].get("objective", "lm")
+
+    def require(self, objective: str) -> None:
+        if objective == "lm" and self.objective == "fill":
+            raise CharRNNError(
+                "this checkpoint holds a fill model, which reads text in both directions and so cannot generate "
+                "or score it left to right. Fill gaps with `charrnn fill CHECKPOINT TEXT`, or use a model "
+                "trained with --objective lm"
+            )
+        if objective == "fill" and self.objective != "fill":
+            raise CharRNNError(
+                "this checkpoint holds a language model, which sees only the text before a gap. "
+                "Train a fill model with `charrnn train --objective fill` and pass that"
+            )
+
     def generate(self, prime: str = "", length: int = 200, temperature: float = 0.8, seed: int = 0, **options) -> str:
+        """The prime and `length` new characters; `options` are SampleConfig's (top_k, top_p)."""
+        self.require("lm")
         config = SampleConfig(length=length, temperature=temperature, seed=seed, **options)
         return prime + "".join(chars[0] for chars in generate(self.model, self.vocab, config, prime, seed))
 
     def score(self, text: str, skip_unknown: bool = False) -> EvalResult:
+        """Loss, bits per character and perplexity of `text`, each character predicted from those before it."""
+        self.require("lm")
         ids = self.vocab.encode(text, skip_unknown=skip_unknown)
         return evaluate(self.model, ids, 1, len(ids))
 
+    def fill(self, text: str, mask_char: str = "_", temperature: float = 0.0, seed: int = 0) -> Filled:
+        """`text` with each run of `mask_char` replaced by the fill model's characters, and a report per gap."""
+        self.require("fill")
+        window = self.content["train_config"]["seq_len"]
+        return fill(self.model, self.vocab, text, window, mask_char, temperature, seed)
 
-def load(path: str | Path) -> Loaded:
-    """A checkpoint file or run directory (its best.pt), ready on the CPU in eval mode."""
+
+def load(path: str | Path, device: str = "cpu") -> Loaded:
+    """A checkpoint file or run directory (its best.pt), in eval mode on `device` (cpu, cuda, mps or auto).
+
+    A checkpoint written on a GPU loads on any device.
+    """
+    from charrnn.device import resolve
+
     content = checkpoint.load(Path(path))
     try:
         config = ModelConfig(**content["model_config"])
@@ -42,5 +76,5 @@ def load(path: str | Path) -> Loaded:
             f"{path} does not hold a model this charrnn can build ({type(e).__name__}: {str(e)[:120]}). "
             "Use a checkpoint written by this version of charrnn"
         ) from None
-    model.eval()
+    model.to(resolve(device)).eval()
     return Loaded(model, vocab, content)

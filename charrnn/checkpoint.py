@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -60,8 +61,11 @@ def save(path: Path, content: dict) -> None:
     }
     tmp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
     try:
+        # Serialise in memory first: torch reports a failed write as a bare RuntimeError, Python as OSError.
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

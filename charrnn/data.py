@@ -102,10 +102,13 @@ class StreamBatcher:
     Window w of an epoch continues window w-1 in every stream, so the hidden state carries over
     (truncated back-propagation through time). Each epoch shifts the streams by an offset drawn
     from (seed, epoch), so window boundaries move between epochs; the position is two integers,
-    which makes resuming exact.
+    which makes resuming exact. `first` and `count` select streams first..first+count-1 of the
+    batch_size-stream layout: one process's share when several train together.
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int, seed: int):
+    def __init__(
+        self, ids: torch.Tensor, batch_size: int, seq_len: int, seed: int, first: int = 0, count: int | None = None
+    ):
         need = min_train_chars(batch_size, seq_len)
         if len(ids) < need:
             raise CharRNNError(
@@ -114,6 +117,7 @@ class StreamBatcher:
                 "Pass a smaller --batch-size or --seq-len, or a longer text"
             )
         self.ids, self.batch_size, self.seq_len, self.seed = ids, batch_size, seq_len, seed
+        self.streams = slice(first, batch_size if count is None else first + count)
         self.epoch, self.window = 0, 0
         self._layout()
 
@@ -124,7 +128,7 @@ class StreamBatcher:
         offset = int(torch.randint(0, max_offset + 1, (1,), generator=generator))
         stream_len = (n - 1 - offset) // b
         self.windows_per_epoch = stream_len // t
-        self._starts = offset + torch.arange(b) * stream_len
+        self._starts = (offset + torch.arange(b) * stream_len)[self.streams]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "window": self.window}
@@ -134,7 +138,7 @@ class StreamBatcher:
         self._layout()
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Inputs and targets, both (batch_size, seq_len), and whether a new epoch starts here."""
+        """Inputs and targets, both (streams, seq_len), and whether a new epoch starts here."""
         if self.window == self.windows_per_epoch:
             self.epoch, self.window = self.epoch + 1, 0
             self._layout()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from charrnn.data import WARMUP_CHARS
 from charrnn.errors import CharRNNError
 
-CHUNK_LEN = 4096
+CHUNK_LEN = 8192
 MAX_STREAMS = 64
 TIME_WINDOW = 1024
 
@@ -20,6 +20,12 @@ TIME_WINDOW = 1024
 class EvalResult:
     nats: float
     chars: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        """The share of characters that were the model's likeliest guess."""
+        return self.correct / self.chars
 
     @property
     def loss(self) -> float:
@@ -37,8 +43,12 @@ class EvalResult:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
-def evaluate(model, ids: torch.Tensor, start: int, end: int, warmup: int = WARMUP_CHARS) -> EvalResult:
+def evaluate(
+    model, ids: torch.Tensor, start: int, end: int, warmup: int = WARMUP_CHARS, counted: torch.Tensor | None = None
+) -> EvalResult:
     """Cross-entropy of ids[start:end], each character predicted from everything before it.
+
+    `counted`, a boolean per id, limits the score to the positions it marks (all, when None).
 
     The span is cut into chunks scored side by side as a batch; each chunk's state is first
     warmed on the `warmup` characters before it, so every character is scored with at least that
@@ -48,22 +58,26 @@ def evaluate(model, ids: torch.Tensor, start: int, end: int, warmup: int = WARMU
     start = max(start, 1)
     if end <= start:
         raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
+    if counted is None:
+        counted = torch.ones(len(ids), dtype=torch.bool)
     device = next(model.parameters()).device
     chunks = [(s, min(s + CHUNK_LEN, end)) for s in range(start, end, CHUNK_LEN)]
-    total = torch.zeros((), dtype=torch.float64, device=device)
+    total = torch.zeros((2,), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for first in range(0, len(chunks), MAX_STREAMS):
-                total += _score_group(model, ids, chunks[first : first + MAX_STREAMS], warmup, device)
+                total += _score_group(model, ids, counted, chunks[first : first + MAX_STREAMS], warmup, device)
     finally:
         model.train(was_training)
-    return EvalResult(nats=float(total), chars=end - start)
+    nats, correct = total.tolist()
+    return EvalResult(nats=nats, chars=int(counted[start:end].sum()), correct=int(correct))
 
 
-def _score_group(model, ids, chunks, warmup, device) -> torch.Tensor:
-    # Stream k reads ids[a_k : e_k - 1] and predicts ids[a_k + 1 : e_k]; only positions >= s_k count.
+def _score_group(model, ids, counted, chunks, warmup, device) -> torch.Tensor:
+    """Total nats and correct guesses, side by side: stream k reads ids[a_k : e_k - 1] and predicts
+    ids[a_k + 1 : e_k]; of those, positions >= s_k that `counted` marks count."""
     begins = [max(0, s - 1 - warmup) for s, _ in chunks]
     length = max(e - 1 - a for a, (_, e) in zip(begins, chunks))
     inputs = torch.zeros(len(chunks), length, dtype=torch.long)
@@ -73,14 +87,17 @@ def _score_group(model, ids, chunks, warmup, device) -> torch.Tensor:
         n = e - 1 - a
         inputs[k, :n] = ids[a : e - 1].long()
         targets[k, :n] = ids[a + 1 : e].long()
-        mask[k, s - 1 - a : n] = True
+        mask[k, s - 1 - a : n] = counted[s:e]
     inputs, targets, mask = inputs.to(device), targets.to(device), mask.to(device)
-    total = torch.zeros((), dtype=torch.float64, device=device)
+    total = torch.zeros((2,), dtype=torch.float64, device=device)
     state = None
     for t in range(0, length, TIME_WINDOW):
         logits, state = model(inputs[:, t : t + TIME_WINDOW], state)
         nats = F.cross_entropy(
             logits.flatten(0, 1).float(), targets[:, t : t + TIME_WINDOW].flatten(), reduction="none"
         )
-        total += (nats * mask[:, t : t + TIME_WINDOW].flatten()).sum(dtype=torch.float64)
+        counts = mask[:, t : t + TIME_WINDOW].flatten()
+        guessed = logits.flatten(0, 1).argmax(-1) == targets[:, t : t + TIME_WINDOW].flatten()
+        total[0] += (nats * counts).sum(dtype=torch.float64)
+        total[1] += (guessed & counts).sum(dtype=torch.float64)
     return total

@@ -1,10 +1,12 @@
-"""The character model: embedding -> fused nn.RNN/nn.LSTM/nn.GRU -> dropout -> linear.
+"""The character model: embedding -> dropout -> fused nn.RNN/nn.LSTM/nn.GRU -> dropout -> linear.
 
 Below it, one-step cells written from the equations. They are the readable statement of what
 each fused module computes; tests hold the two to the same numbers. Training never uses them.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +22,10 @@ class CharRNN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
+        # A bidirectional model fills gaps (charrnn/fill.py). Its mask is an input row beyond the
+        # vocabulary, so a literal mask character in the text stays an ordinary character.
+        self.embedding = nn.Embedding(config.vocab_size + config.bidirectional, config.embed_size)
+        self.embed_dropout = nn.Dropout(config.embed_dropout)
         extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
         self.rnn = _FUSED[config.cell](
             input_size=config.embed_size,
@@ -28,19 +33,21 @@ class CharRNN(nn.Module):
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
+            bidirectional=config.bidirectional,
             **extra,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.head = nn.Linear((1 + config.bidirectional) * config.hidden_size, config.vocab_size)
         self._init_recurrent_weights()
 
     def _init_recurrent_weights(self) -> None:
         h = self.config.hidden_size
+        directions = ("", "_reverse") if self.config.bidirectional else ("",)
         with torch.no_grad():
-            for layer in range(self.config.num_layers):
-                w_hh = getattr(self.rnn, f"weight_hh_l{layer}")
-                b_ih = getattr(self.rnn, f"bias_ih_l{layer}")
-                b_hh = getattr(self.rnn, f"bias_hh_l{layer}")
+            for layer, direction in itertools.product(range(self.config.num_layers), directions):
+                w_hh = getattr(self.rnn, f"weight_hh_l{layer}{direction}")
+                b_ih = getattr(self.rnn, f"bias_ih_l{layer}{direction}")
+                b_hh = getattr(self.rnn, f"bias_hh_l{layer}{direction}")
                 if self.config.init == "identity":
                     # Le, Jaitly & Hinton (2015): h_t starts as a copy of h_{t-1}, so the gradient
                     # through time neither shrinks nor grows at first.
@@ -55,7 +62,7 @@ class CharRNN(nn.Module):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
-        output, state = self.rnn(self.embedding(ids), state)
+        output, state = self.rnn(self.embed_dropout(self.embedding(ids)), state)
         return self.head(self.dropout(output)), state
 
     def num_parameters(self) -> int:

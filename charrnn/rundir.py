@@ -80,3 +80,17 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         (self.path / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The complete lines of a run's metrics.jsonl, in order."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise CharRNNError(f"no {METRICS} in {run_dir}. Pass a run directory written by `charrnn train`")
+    metrics = []
+    for line in path.read_text().splitlines():
+        try:
+            metrics.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a kill mid-write
+    return metrics

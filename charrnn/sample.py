@@ -79,7 +79,9 @@ def generate(
     With no prime, the state starts after a newline, or after a random character (which is
     yielded first) when the vocabulary has no newline.
     """
-    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    # A generator on the model's device: the same seed gives the same text on the same kind of device.
+    generator = torch.Generator(device=device).manual_seed(seed)
     n = config.num_samples
     model.eval()
     with torch.inference_mode():
@@ -87,9 +89,9 @@ def generate(
             if "\n" in vocab.index:
                 prime = "\n"
             else:
-                prime = vocab.chars[int(torch.randint(len(vocab), (1,), generator=generator))]
+                prime = vocab.chars[int(torch.randint(len(vocab), (1,), generator=generator, device=device))]
                 yield [prime] * n
-        ids = vocab.encode(prime, fix=PRIME_HINT, what="the prime").long().unsqueeze(0).expand(n, -1)
+        ids = vocab.encode(prime, fix=PRIME_HINT, what="the prime").long().to(device).unsqueeze(0).expand(n, -1)
         logits, state = model(ids)
         stepper = Stepper(model)
         layers = stepper.split_state(state)

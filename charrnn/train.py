@@ -2,11 +2,13 @@
 
 `Trainer.run()` yields a `Progress` after every step and prints nothing; the CLI renders it.
 Everything a resumed run needs to continue bit-for-bit (weights, optimiser, step, elapsed
-time, data position, hidden state, random state) goes into `last.pt`.
+time, data position, hidden state, random state) goes into `last.pt`. The objective
+(`objectives.py`) supplies the batches and the validation loss; the loop is the same for both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -19,18 +21,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charrnn import __version__, checkpoint, corpus
-from charrnn.config import ModelConfig, TrainConfig, to_dict
-from charrnn.data import StreamBatcher, Vocabulary, splits
+from charrnn import __version__, checkpoint, configfile, corpus_ids, distributed
+from charrnn import device as devices
+from charrnn.averaging import WeightAverage
+from charrnn.config import DEFAULT_MAX_STEPS, ModelConfig, TrainConfig, to_dict
+from charrnn.data import Vocabulary, splits
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate
 from charrnn.model import CharRNN, detach_state
+from charrnn.objectives import objective_for
 from charrnn.rundir import METRICS, RunDir
 
 MIN_LR_FRACTION = 0.1
-DEFAULT_MAX_TIME_S = 540.0
 # Options that define what a run is; a resume must not change them.
-RESUMABLE_OPTIONS = ("max_steps", "max_time", "eval_every")
+RESUMABLE_OPTIONS = ("max_steps", "max_time", "eval_every", "device", "precision", "compile")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,24 @@ class Outcome:
     out_dir: Path
 
 
+def _select_streams(state, streams: slice, device: torch.device):
+    """Streams `streams` of a (layers, batch, hidden) state or LSTM pair, on `device`."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return tuple(s[:, streams].to(device) for s in state)
+    return state[:, streams].to(device)
+
+
+def _join_streams(states: list):
+    """The states of all processes, in rank order, as one state over all streams."""
+    if states[0] is None:
+        return None
+    if isinstance(states[0], tuple):
+        return [torch.cat(parts, dim=1) for parts in zip(*states)]
+    return torch.cat(states, dim=1)
+
+
 def default_out_dir(data: str, cell: str) -> Path:
     return Path("runs") / f"{Path(data).stem}-{cell}"
 
@@ -75,37 +96,53 @@ class Trainer:
         self.stop = stop or threading.Event()
         saved = self._saved_run(resume, force, train_options, model_options)
         if saved is None and "max_steps" not in train_options and "max_time" not in train_options:
-            train_options = {**train_options, "max_time": DEFAULT_MAX_TIME_S}
+            train_options = {**train_options, "max_steps": DEFAULT_MAX_STEPS}
         if saved is not None:
             train_options = {**saved["train_config"], **train_options}
             model_options = {**saved["model_config"], **model_options}
-        elif "data" in train_options and Path(train_options["data"]).is_file():
-            train_options = {**train_options, "data": str(Path(train_options["data"]).resolve())}
+        else:
+            for name in ("data", "init_from"):
+                if name in train_options and Path(train_options[name]).is_file():
+                    train_options = {**train_options, name: str(Path(train_options[name]).resolve())}
         self.config = TrainConfig(**train_options)
+        base = None
+        if saved is None and self.config.init_from is not None:
+            base = checkpoint.load(Path(self.config.init_from))
+            model_options = self._fine_tuning_options(base, model_options)
 
-        text, self.data_sha256 = corpus.load_text(self.config.data)
+        encoded = corpus_ids.load(self.config.data)
+        self.data_sha256 = encoded.sha256
         if saved is not None and saved["data_sha256"] != self.data_sha256:
             raise CharRNNError(
                 f"the text of {self.config.data} changed since this run started. "
                 "Restore the original text, or start a new run without --resume"
             )
-        self.vocab = Vocabulary(saved["vocab"]) if saved is not None else Vocabulary.from_text(text)
-        self.ids = self.vocab.encode(text)
+        known = saved or base
+        self.vocab = Vocabulary(known["vocab"] if known is not None else encoded.chars)
+        self.ids, self.skipped_chars = encoded.under(self.vocab, skip_unknown=self.config.skip_unknown)
         self.splits = splits(len(self.ids))
         model_options.pop("vocab_size", None)
         self.model_config = ModelConfig(vocab_size=len(self.vocab), **model_options)
+        self.objective = objective_for(self.config, self.model_config)
+        self.group = distributed.from_environment()
+        self.device = devices.resolve(self.config.device, self.group.local_rank)
+        devices.check_precision(self.config.precision, self.device)
+        first, count = self.group.streams(self.config.batch_size)
         train_split = self.splits["train"]
-        self.batcher = StreamBatcher(
-            self.ids[train_split.start : train_split.end], self.config.batch_size, self.config.seq_len, self.config.seed
-        )
+        self.batcher = self.objective.batcher(self.ids[train_split.start : train_split.end], first, count)
 
-        self.run_dir.create()
-        self.run_dir.lock()
-        if saved is None:
-            self.run_dir.clear()
+        if self.group.is_main:
+            self.run_dir.create()
+            self.run_dir.lock()
+            if saved is None:
+                self.run_dir.clear()
+        distributed.start(self.group, self.device)
 
         torch.manual_seed(self.config.seed)
-        self.model = CharRNN(self.model_config)
+        self.model = CharRNN(self.model_config).to(self.device)
+        if self.group.rank:
+            # Every process starts from rank 0's weights (DDP copies them); dropout masks differ per process.
+            torch.manual_seed(self.config.seed + self.group.rank)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -113,10 +150,22 @@ class Trainer:
             lr=self.config.lr,
         )
         self.step, self.elapsed_s, self.best_val_loss, self.state = 0, 0.0, None, None
+        self.last_val_loss = None
+        if base is not None:
+            self.model.load_state_dict(base["model"])
+        self.average = WeightAverage(self.model, self.config.ema_decay) if self.config.ema_decay else None
+        self.scaler = devices.grad_scaler(self.device, self.config.precision)
         if saved is not None:
             self._restore(saved)
-        self.run_dir.truncate_metrics(self.step)
-        self._write_config()
+        # What a training step calls: the model, wrapped by DDP to average gradients, compiled on request.
+        self.step_module = self.model
+        if self.group.active:
+            self.step_module = torch.nn.parallel.DistributedDataParallel(self.step_module)
+        if self.config.compile:
+            self.step_module = devices.compiled(self.step_module)
+        if self.group.is_main:
+            self.run_dir.truncate_metrics(self.step)
+            self._write_config()
 
     def _saved_run(self, resume: bool, force: bool, train_options: dict, model_options: dict) -> dict | None:
         last = self.run_dir.path / checkpoint.LAST
@@ -142,21 +191,53 @@ class Trainer:
                     )
         return saved
 
+    @staticmethod
+    def _fine_tuning_options(base: dict, model_options: dict) -> dict:
+        """The model of --init-from, with only its dropout open to change."""
+        for name, value in model_options.items():
+            if name != "dropout" and base["model_config"].get(name) != value:
+                raise CharRNNError(
+                    f"--{name.replace('_', '-')} {value} differs from the model given to --init-from "
+                    f"({base['model_config'].get(name)}). Leave it out to fine-tune that model as it is"
+                )
+        return {**base["model_config"], **model_options}
+
     def _restore(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.batcher.load_state_dict(saved["batcher"])
         self.step, self.elapsed_s, self.best_val_loss = saved["step"], saved["elapsed_s"], saved["best_val_loss"]
-        hidden = saved["hidden"]
-        self.state = tuple(hidden) if isinstance(hidden, list) else hidden
-        torch.set_rng_state(saved["rng"])
+        self.last_val_loss = saved.get("last_val_loss")
+        # The checkpoint holds the state of all --batch-size streams; this process continues its own share.
+        self.state = _select_streams(saved["hidden"], self.batcher.streams, self.device)
+        rank_rng = saved.get("rank_rng", [])
+        if len(rank_rng) == self.group.world_size:
+            self._set_rng_state(rank_rng[self.group.rank])
+        else:
+            torch.set_rng_state(saved["rng"])
+        if self.average is not None:
+            self.average.load_state_dict(saved["average"])
+        if "scaler" in saved and self.scaler.is_enabled():
+            self.scaler.load_state_dict(saved["scaler"])
+
+    def _rng_state(self) -> dict:
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
 
     def _write_config(self) -> None:
         resolved = {"model": to_dict(self.model_config), "train": to_dict(self.config)}
-        (self.run_dir.path / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        configfile.write(self.run_dir.path / configfile.CONFIG, resolved)
 
     def close(self) -> None:
         self.run_dir.unlock()
+        distributed.stop()
 
     def budget_fraction(self) -> float:
         fractions = []
@@ -185,52 +266,77 @@ class Trainer:
             "step": self.step,
             "elapsed_s": self.elapsed_s,
             "best_val_loss": self.best_val_loss,
+            "last_val_loss": self.last_val_loss,
         }
         if full:
+            # Every process must call this together: the hidden state and random state come from all of them.
             content.update(
                 optimizer=self.optimizer.state_dict(),
                 batcher=self.batcher.state_dict(),
-                hidden=list(self.state) if isinstance(self.state, tuple) else self.state,
+                hidden=_join_streams(distributed.gather(self.group, self.state)),
                 rng=torch.get_rng_state(),
+                rank_rng=distributed.gather(self.group, self._rng_state()),
             )
+            if self.scaler.is_enabled():
+                content["scaler"] = self.scaler.state_dict()
+        if self.average is not None:
+            # best.pt holds the averaged weights, which validation scored; last.pt resumes training.
+            if full:
+                content["average"] = self.average.state_dict()
+            else:
+                content["model"] = self.average.model_state()
         return content
 
     def validate(self) -> float:
         split = self.splits["val"]
-        return evaluate(self.model, self.ids, split.start, split.end).loss
+        with self.average.applied() if self.average is not None else contextlib.nullcontext():
+            with devices.autocast(self.device, self.config.precision):
+                return self.objective.validation_loss(self.model, self.ids, split)
 
     def run(self) -> Iterator[Progress]:
         params = list(self.model.parameters())
         chars_per_step = self.config.batch_size * self.config.seq_len
         clip_norm = self.config.clip_norm or math.inf
         self.model.train()
-        with open(self.run_dir.path / METRICS, "a") as metrics:
-            while self.budget_fraction() < 1.0 and not self.stop.is_set():
+        stopping = False
+        with open(self.run_dir.path / METRICS, "a") if self.group.is_main else contextlib.nullcontext() as metrics:
+            while True:
+                _, stopping, self.elapsed_s = distributed.agree(
+                    self.group, self.device, 0.0, self.stop.is_set(), self.elapsed_s
+                )
+                if stopping or self.budget_fraction() >= 1.0:
+                    break
                 began = time.perf_counter()
                 inputs, targets, fresh = self.batcher.next_batch()
+                inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
                 if fresh:
                     self.state = None
                 lr = self.lr()
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                logits, state = self.model(inputs, self.state)
-                loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+                with devices.autocast(self.device, self.config.precision):
+                    logits, state = self.step_module(inputs, self.state)
+                    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip_norm))
                 if self.config.clip_value:
                     torch.nn.utils.clip_grad_value_(params, self.config.clip_value)
                 train_loss = float(loss.detach())
-                if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
-                    raise CharRNNError(
-                        f"the loss or gradient became non-finite at step {self.step + 1}. Lower --lr "
-                        f"(now {self.config.lr:g}) or clip gradients with --clip-norm 1; the last good "
-                        f"checkpoint is {self.run_dir.path / checkpoint.LAST}"
-                    )
-                self.optimizer.step()
+                # Under fp16 an overflowing gradient is expected now and then: the scaler skips that step.
+                if not (math.isfinite(train_loss) and (math.isfinite(grad_norm) or self.scaler.is_enabled())):
+                    raise self._non_finite(self.step + 1)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if self.average is not None:
+                    self.average.update()
                 self.state = detach_state(state)
                 self.step += 1
                 self.elapsed_s += time.perf_counter() - began
+                train_loss, _, self.elapsed_s = distributed.agree(
+                    self.group, self.device, train_loss, False, self.elapsed_s
+                )
                 progress = Progress(
                     step=self.step,
                     elapsed_s=self.elapsed_s,
@@ -243,20 +349,39 @@ class Trainer:
                 )
                 if self.step % self.config.eval_every == 0 or progress.budget_fraction >= 1.0:
                     progress = self._evaluate_and_save(progress)
-                metrics.write(json.dumps(dataclasses.asdict(progress)) + "\n")
-                metrics.flush()
+                if metrics is not None:
+                    metrics.write(json.dumps(dataclasses.asdict(progress)) + "\n")
+                    metrics.flush()
                 yield progress
-        if self.stop.is_set():
-            checkpoint.save(self.run_dir.path / checkpoint.LAST, self.content(full=True))
+        if stopping:
+            self._save_last()
+
+    def _save_last(self) -> None:
+        content = self.content(full=True)
+        if self.group.is_main:
+            checkpoint.save(self.run_dir.path / checkpoint.LAST, content)
+
+    def _non_finite(self, step: int, what: str = "the loss or gradient") -> CharRNNError:
+        return CharRNNError(
+            f"{what} became non-finite at step {step}. Lower --lr (now {self.config.lr:g}) or clip "
+            f"gradients with --clip-norm 1; the last good checkpoint is {self.run_dir.path / checkpoint.LAST}"
+        )
 
     def _evaluate_and_save(self, progress: Progress) -> Progress:
+        if not self.group.is_main:
+            # Rank 0 validates and writes; the others only hand it their share of the hidden state.
+            self._save_last()
+            return progress
         began = time.perf_counter()
         val_loss = self.validate()
+        if not math.isfinite(val_loss) or not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+            raise self._non_finite(self.step, "the validation loss or the weights")
+        self.last_val_loss = val_loss
         if self.best_val_loss is None or val_loss < self.best_val_loss:
             self.best_val_loss = val_loss
             checkpoint.save(self.run_dir.path / checkpoint.BEST, self.content(full=False))
         self.elapsed_s += time.perf_counter() - began
-        checkpoint.save(self.run_dir.path / checkpoint.LAST, self.content(full=True))
+        self._save_last()
         return dataclasses.replace(
             progress, val_loss=val_loss, val_bpc=val_loss / math.log(2), elapsed_s=self.elapsed_s
         )
@@ -264,6 +389,6 @@ class Trainer:
     def outcome(self) -> Outcome:
         finished = self.budget_fraction() >= 1.0
         best = None if self.best_val_loss is None else self.best_val_loss / math.log(2)
-        if finished:
+        if finished and self.group.is_main:
             self.run_dir.write_summary({"step": self.step, "elapsed_s": self.elapsed_s, "best_val_bpc": best})
         return Outcome(finished, self.step, self.elapsed_s, best, self.run_dir.path)

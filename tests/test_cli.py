@@ -150,6 +150,8 @@ def test_train_binary_file(tmp_path):
         ("--batch-size", 0, "--batch-size must be at least 1"),
         ("--dropout", 1.0, "--dropout must be in [0, 1)"),
         ("--dropout", -0.5, "--dropout must be in [0, 1)"),
+        ("--embed-dropout", 1.0, "--embed-dropout must be in [0, 1)"),
+        ("--ema-decay", 1.0, "--ema-decay must be in [0, 1)"),
         ("--lr", 0, "--lr must be positive"),
         ("--cell", "tcn", "unknown cell 'tcn'"),
         ("--max-time", "soon", "cannot read the duration"),
@@ -246,3 +248,14 @@ def test_sample_on_an_ascii_terminal_does_not_crash(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"?")
+
+
+def test_fine_tuning_through_the_cli(tiny_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text(make_text(12_000, seed=4) + "€€€")
+    start = ["train", "--data", other, "--init-from", tiny_run / "best.pt", "--max-steps", 2, "--seq-len", 16]
+    assert_error(run(*start, "--out", tmp_path / "a"), "3 characters the model never saw", "--skip-unknown")
+    result = run(*start, "--skip-unknown", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "left out 3 characters the model never saw" in result.stderr
+    assert_error(run(*start, *TINY, "--out", tmp_path / "c"), "differs from the model given to --init-from")

@@ -104,6 +104,24 @@ def test_dropout_only_while_training():
     assert torch.equal(model(ids)[0], model(ids)[0])
 
 
+def test_embed_dropout_zeroes_and_rescales_the_inputs_only_while_training():
+    torch.manual_seed(0)
+    model = CharRNN(
+        ModelConfig(vocab_size=7, num_layers=1, hidden_size=8, embed_size=4, dropout=0.0, embed_dropout=0.5)
+    )
+    ids = torch.randint(0, 7, (3, 10))
+    model.train()
+    seen = []
+    model.rnn.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    model(ids)
+    dropped, kept = seen[0] == 0, model.embedding(ids) * 2
+    assert 0 < dropped.float().mean() < 1
+    assert torch.equal(seen[0][~dropped], kept[~dropped])
+    model.eval()
+    model(ids)
+    assert torch.equal(seen[1], model.embedding(ids))
+
+
 def test_detach_state_cuts_the_graph():
     model = CharRNN(ModelConfig(vocab_size=5, hidden_size=4, embed_size=2))
     _, state = model(torch.zeros(1, 3, dtype=torch.long))

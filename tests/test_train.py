@@ -1,14 +1,14 @@
 import json
 import math
+import re
 
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.errors import CharRNNError
 from charrnn.train import Trainer
-from tests.conftest import TINY_MODEL, TINY_TRAIN, train_run
+from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, make_text, train_run
 
 
 def losses(run_dir):
@@ -51,27 +51,10 @@ def test_loss_goes_down_and_best_is_kept(tiny_run):
     assert best == min(line["val_loss"] for line in lines if line["val_loss"] is not None)
 
 
-def run_with_stop(out_dir, data, stop_at, **train):
-    trainer = Trainer(out_dir, {"data": str(data), **TINY_TRAIN, **train}, dict(TINY_MODEL))
-    try:
-        for progress in trainer.run():
-            if progress.step == stop_at:
-                trainer.stop.set()
-    finally:
-        trainer.close()
-
-
 @pytest.mark.parametrize("stop_at", [7, 10])
 def test_resume_is_exact(tmp_path, text_file, stop_at):
     train_run(tmp_path / "whole", text_file)
-    run_with_stop(tmp_path / "split", text_file, stop_at)
-    assert checkpoint.load(tmp_path / "split" / "last.pt")["step"] == stop_at
-    resumed = Trainer(tmp_path / "split", {}, {}, resume=True)
-    try:
-        for _ in resumed.run():
-            pass
-    finally:
-        resumed.close()
+    interrupt_and_resume(tmp_path / "split", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), stop_at)
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     whole, split = load(tmp_path / "whole" / "last.pt"), load(tmp_path / "split" / "last.pt")
     for name, value in whole.model.state_dict().items():
@@ -117,19 +100,50 @@ def test_a_second_training_in_the_same_directory_is_locked_out(tmp_path, text_fi
     Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), force=True).close()
 
 
-def test_non_finite_loss_stops_with_advice_and_keeps_weights_finite(tmp_path, text_file):
-    with pytest.raises(CharRNNError, match=r"non-finite at step \d+\. Lower --lr"):
+def test_non_finite_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_path, text_file):
+    # An unclipped ReLU RNN with identity init: finite at the first save (step 3), blown up by step 6.
+    with pytest.raises(CharRNNError, match=r"non-finite at step 6\. Lower --lr .* --clip-norm 1; the last good"):
         train_run(
             tmp_path / "run",
             text_file,
             model={"cell": "rnn", "nonlinearity": "relu", "init": "identity", "dropout": 0.0},
-            lr=1e4,
+            lr=0.03,
             clip_norm=0.0,
             warmup_steps=0,
-            eval_every=1,
+            eval_every=3,
         )
     saved = load(tmp_path / "run" / "last.pt")
+    assert saved.content["step"] == 3
     assert all(torch.isfinite(p).all() for p in saved.model.parameters())
+
+
+def test_non_finite_weights_never_reach_a_checkpoint(tmp_path, text_file):
+    with pytest.raises(CharRNNError, match=r"non-finite at step (\d+)") as caught:
+        train_run(tmp_path / "run", text_file, lr=1e30, warmup_steps=0, eval_every=1, clip_norm=0.0)
+    failed_at = int(re.search(r"step (\d+)", str(caught.value)).group(1))
+    for name in ("last.pt", "best.pt"):
+        saved = load(tmp_path / "run" / name)
+        assert saved.content["step"] < failed_at
+        assert all(torch.isfinite(p).all() for p in saved.model.parameters())
+
+
+def test_fine_tuning_from_a_checkpoint(tiny_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text(make_text(12_000, seed=9) + "€")
+    options = {"data": str(other), **TINY_TRAIN, "init_from": str(tiny_run / "best.pt"), "max_steps": 3}
+    with pytest.raises(CharRNNError, match=r"1 characters the model never saw: '€' \(1x\).*--skip-unknown"):
+        Trainer(tmp_path / "a", options, {})
+    with pytest.raises(CharRNNError, match="--hidden-size 8 differs from the model given to --init-from"):
+        Trainer(tmp_path / "b", {**options, "skip_unknown": True}, {"hidden_size": 8})
+    trainer = Trainer(tmp_path / "c", {**options, "skip_unknown": True}, {})
+    try:
+        assert trainer.skipped_chars == 1
+        assert trainer.vocab.chars == load(tiny_run).vocab.chars
+        start = load(tiny_run).model.state_dict()
+        assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in start.items())
+        list(trainer.run())
+    finally:
+        trainer.close()
 
 
 def test_clipping_by_norm_fires_and_is_logged(tmp_path, text_file):

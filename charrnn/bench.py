@@ -1,0 +1,308 @@
+"""How fast one model shape runs on this machine, each figure beside the bound it is measured against.
+
+Pure measurement: `run` returns a `BenchReport`; the CLI renders it. Every rate is the median of
+repeated timed calls after one warm-up call. Training and the bare fused cell are timed in
+alternation, so that a neighbour's load on a shared machine slows both alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from charrnn.config import ModelConfig, SampleConfig
+from charrnn.data import TRAIN_FRACTION, Vocabulary, min_train_chars
+from charrnn.evaluate import evaluate
+from charrnn.model import CharRNN, layer_weights
+from charrnn.sample import choose, generate
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# Newline and printable ASCII: about what an English text holds.
+DEFAULT_VOCAB_SIZE = 96
+SAMPLE_LENGTH = 200
+# Evaluation is timed on a span the size of a 5% split of a 5 MB corpus.
+EVAL_CHARS = 1 << 18
+FLOAT_BYTES = 4
+# The backward pass of a matrix product costs two products of the same size.
+FORWARD_AND_BACKWARD = 3
+
+
+@dataclass(frozen=True)
+class BenchShape:
+    cell: str = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 512
+    embed_size: int = 64
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    batch_size: int = 32
+    seq_len: int = 128
+    num_samples: int = 32
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            vocab_size=self.vocab_size,
+            cell=self.cell,
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            embed_size=self.embed_size,
+        )
+
+    def _layer_inputs(self) -> list[int]:
+        return [self.embed_size] + [self.hidden_size] * (self.num_layers - 1)
+
+    def cell_flops_per_char(self) -> int:
+        """Forward and backward matrix-product FLOPs of the recurrent layers for one character."""
+        gates = GATES[self.cell] * self.hidden_size
+        return FORWARD_AND_BACKWARD * sum(2 * gates * (n + self.hidden_size) for n in self._layer_inputs())
+
+    def model_flops_per_char(self) -> int:
+        """The same for the whole model: the recurrent layers and the output layer."""
+        return self.cell_flops_per_char() + FORWARD_AND_BACKWARD * 2 * self.hidden_size * self.vocab_size
+
+    def step_matrices(self) -> list[tuple[int, int]]:
+        """The shapes of the weight matrices one sampling step reads (the first layer's input is a table row)."""
+        gates = GATES[self.cell] * self.hidden_size
+        shapes = [(gates, self.hidden_size)] + [(gates, n) for n in self._layer_inputs()[1:]]
+        return shapes + [(gates, self.hidden_size)] * (self.num_layers - 1) + [(self.vocab_size, self.hidden_size)]
+
+    def streamed_bytes_per_step(self) -> int:
+        return FLOAT_BYTES * sum(rows * cols for rows, cols in self.step_matrices())
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    shape: BenchShape
+    threads: int
+    matmul_gflops: float
+    cell_chars_per_s: float
+    train_chars_per_s: float
+    eval_chars_per_s: float
+    matvec_gb_per_s: float
+    sample_chars_per_s: float
+    cell_loop_chars_per_s: float
+    batch_sample_chars_per_s: float
+    batch_cell_loop_chars_per_s: float
+    peak_rss_mb: float
+
+    @property
+    def cell_gflops(self) -> float:
+        return self.cell_chars_per_s * self.shape.cell_flops_per_char() / 1e9
+
+    @property
+    def train_gflops(self) -> float:
+        return self.train_chars_per_s * self.shape.model_flops_per_char() / 1e9
+
+    @property
+    def stream_limit_chars_per_s(self) -> float:
+        """Batch 1 can go no faster than reading every weight matrix once per character."""
+        return self.matvec_gb_per_s * 1e9 / self.shape.streamed_bytes_per_step()
+
+    def ratios(self) -> dict[str, float]:
+        return {
+            "cell_mfu": self.cell_gflops / self.matmul_gflops,
+            "train_mfu": self.train_gflops / self.matmul_gflops,
+            "train_vs_cell": self.train_chars_per_s / self.cell_chars_per_s,
+            "eval_vs_train": self.eval_chars_per_s / self.train_chars_per_s,
+            "sample_vs_cell_loop": self.sample_chars_per_s / self.cell_loop_chars_per_s,
+            "sample_vs_stream_limit": self.sample_chars_per_s / self.stream_limit_chars_per_s,
+            "batch_sample_vs_cell_loop": self.batch_sample_chars_per_s / self.batch_cell_loop_chars_per_s,
+            "batch_sample_vs_single": self.batch_sample_chars_per_s / self.sample_chars_per_s,
+        }
+
+    def as_dict(self) -> dict:
+        measured = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "shape"}
+        derived = {
+            "cell_gflops": self.cell_gflops,
+            "train_gflops": self.train_gflops,
+            "stream_limit_chars_per_s": self.stream_limit_chars_per_s,
+        }
+        return {"shape": dataclasses.asdict(self.shape), **measured, **derived, "ratios": self.ratios()}
+
+
+def seconds_per_call(fn: Callable[[], object], min_time_s: float, min_calls: int = 3) -> float:
+    """Median wall time of `fn` over at least `min_calls` calls and `min_time_s` seconds, after a warm-up."""
+    return alternating_seconds_per_call([fn], min_time_s, min_calls)[0]
+
+
+def alternating_seconds_per_call(fns: list[Callable[[], object]], min_time_s: float, min_calls: int = 3) -> list[float]:
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    began = time.perf_counter()
+    while len(times[0]) < min_calls or time.perf_counter() - began < min_time_s:
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
+
+
+def matmul_peak_gflops(shape: BenchShape, min_time_s: float) -> float:
+    """The fastest fp32 matrix product among those the model's training step runs."""
+    gates = GATES[shape.cell] * shape.hidden_size
+    chars = shape.batch_size * shape.seq_len
+    sizes = {(chars, n, gates) for n in shape._layer_inputs()}
+    sizes |= {(shape.batch_size, shape.hidden_size, gates), (chars, shape.hidden_size, shape.vocab_size)}
+    best = 0.0
+    for m, k, n in sorted(sizes):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        best = max(
+            best, 2 * m * k * n / seconds_per_call(functools.partial(torch.mm, a, b), min_time_s / len(sizes)) / 1e9
+        )
+    return best
+
+
+def alphabet(vocab_size: int) -> str:
+    """Newline, then code points from the space upwards, leaving out the UTF-16 surrogates."""
+    code_points = (c for c in range(32, 0x110000) if not 0xD800 <= c < 0xE000)
+    return "".join(["\n", *map(chr, itertools.islice(code_points, vocab_size - 1))])[:vocab_size]
+
+
+def synthetic_text(vocab_size: int, length: int, seed: int = 0) -> str:
+    """Every character of the alphabet, then uniformly random ones: a text with exactly `vocab_size` characters."""
+    chars = alphabet(vocab_size)
+    draws = torch.randint(len(chars), (max(0, length - len(chars)),), generator=torch.Generator().manual_seed(seed))
+    return chars + "".join(chars[i] for i in draws.tolist())
+
+
+def training_chars_per_s(shape: BenchShape, min_time_s: float) -> tuple[float, float]:
+    """Characters per second of the bare fused cell's forward+backward, and of charrnn's whole training step."""
+    from charrnn.train import Trainer
+
+    chars = shape.batch_size * shape.seq_len
+    length = int(4 * min_train_chars(shape.batch_size, shape.seq_len) / TRAIN_FRACTION)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bench.txt"
+        data.write_text(synthetic_text(shape.vocab_size, length), encoding="utf-8")
+        train_options = {
+            "data": str(data),
+            "batch_size": shape.batch_size,
+            "seq_len": shape.seq_len,
+            "max_steps": 10**9,
+            "eval_every": 10**9,
+        }
+        model_options = {k: v for k, v in dataclasses.asdict(shape.model_config()).items() if k != "vocab_size"}
+        trainer = Trainer(Path(tmp) / "run", train_options, model_options)
+        steps = trainer.run()
+        try:
+            torch.manual_seed(0)
+            cell = CharRNN(shape.model_config()).rnn.train()
+            inputs = torch.randn(shape.batch_size, shape.seq_len, shape.embed_size)
+
+            def cell_step():
+                for p in cell.parameters():
+                    p.grad = None
+                output, _ = cell(inputs)
+                output.sum().backward()
+
+            cell_s, train_s = alternating_seconds_per_call([cell_step, lambda: next(steps)], min_time_s)
+        finally:
+            steps.close()
+            trainer.close()
+    return chars / cell_s, chars / train_s
+
+
+def eval_chars_per_s(model: CharRNN, chars: int, min_time_s: float) -> float:
+    ids = torch.randint(model.config.vocab_size, (chars + 1,), generator=torch.Generator().manual_seed(0))
+    return chars / seconds_per_call(lambda: evaluate(model, ids, 1, chars + 1), min_time_s, min_calls=1)
+
+
+def matvec_gb_per_s(shape: BenchShape, min_time_s: float) -> float:
+    """Bandwidth of matrix-vector products over matrices of the shapes a sampling step reads."""
+    matrices = [torch.randn(rows, cols) for rows, cols in shape.step_matrices()]
+    vectors = [torch.randn(cols) for _, cols in shape.step_matrices()]
+
+    def one_pass():
+        for matrix, vector in zip(matrices, vectors):
+            torch.mv(matrix, vector)
+
+    return shape.streamed_bytes_per_step() / seconds_per_call(one_pass, min_time_s) / 1e9
+
+
+def sample_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> float:
+    vocab = Vocabulary(list(alphabet(model.config.vocab_size)))
+    config = SampleConfig(length=SAMPLE_LENGTH, num_samples=num_samples, seed=0)
+
+    def sample():
+        for _ in generate(model, vocab, config, "", 0):
+            pass
+
+    return SAMPLE_LENGTH * num_samples / seconds_per_call(sample, min_time_s)
+
+
+_CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+
+
+def cell_loop_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> float:
+    """A plain loop of nn.LSTMCell/GRUCell/RNNCell modules holding the model's weights, choosing as sampling does."""
+    config = model.config
+    extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+    cells = []
+    for layer in range(config.num_layers):
+        cell = _CELLS[config.cell](config.embed_size if layer == 0 else config.hidden_size, config.hidden_size, **extra)
+        cell.load_state_dict(
+            dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), layer_weights(model.rnn, layer)))
+        )
+        cells.append(cell)
+    sample_config = SampleConfig(seed=0)
+    generator = torch.Generator().manual_seed(0)
+
+    def loop():
+        ids = torch.zeros(num_samples, dtype=torch.long)
+        zeros = torch.zeros(num_samples, config.hidden_size)
+        states = [(zeros, zeros) if config.cell == "lstm" else zeros for _ in cells]
+        for _ in range(SAMPLE_LENGTH):
+            x = model.embedding(ids)
+            for layer, cell in enumerate(cells):
+                states[layer] = cell(x, states[layer])
+                x = states[layer][0] if config.cell == "lstm" else states[layer]
+            ids = choose(model.head(x), sample_config, generator)
+
+    with torch.inference_mode():
+        return SAMPLE_LENGTH * num_samples / seconds_per_call(loop, min_time_s)
+
+
+def peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(shape: BenchShape, min_time_s: float = 5.0, eval_chars: int = EVAL_CHARS, on_stage=None) -> BenchReport:
+    """Measure everything for one shape; `on_stage(name)` hears which measurement starts."""
+    announce = on_stage or (lambda name: None)
+    announce("matrix-multiply peak")
+    matmul = matmul_peak_gflops(shape, min_time_s)
+    announce("training step and bare fused cell")
+    cell, train = training_chars_per_s(shape, min_time_s)
+    torch.manual_seed(0)
+    model = CharRNN(shape.model_config()).eval()
+    announce("evaluation")
+    evaluation = eval_chars_per_s(model, eval_chars, min_time_s)
+    announce("matrix-vector bandwidth")
+    bandwidth = matvec_gb_per_s(shape, min_time_s)
+    announce("sampling")
+    return BenchReport(
+        shape=shape,
+        threads=torch.get_num_threads(),
+        matmul_gflops=matmul,
+        cell_chars_per_s=cell,
+        train_chars_per_s=train,
+        eval_chars_per_s=evaluation,
+        matvec_gb_per_s=bandwidth,
+        sample_chars_per_s=sample_chars_per_s(model, 1, min_time_s),
+        cell_loop_chars_per_s=cell_loop_chars_per_s(model, 1, min_time_s),
+        batch_sample_chars_per_s=sample_chars_per_s(model, shape.num_samples, min_time_s),
+        batch_cell_loop_chars_per_s=cell_loop_chars_per_s(model, shape.num_samples, min_time_s),
+        peak_rss_mb=peak_rss_mb(),
+    )

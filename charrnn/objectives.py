@@ -1,0 +1,48 @@
+"""What training minimises: the next character (`lm`) or characters hidden behind a mask (`fill`).
+
+An objective supplies the training batches and the validation loss; the Trainer keeps the rest
+(budget, schedule, clipping, checkpoints, metrics, resume). Every batcher yields (inputs, targets,
+fresh) and has `streams`, `state_dict` and `load_state_dict`; `fresh` says that the hidden state
+starts over.
+"""
+
+from __future__ import annotations
+
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.data import Split, StreamBatcher
+from charrnn.errors import CharRNNError
+from charrnn.evaluate import evaluate
+from charrnn.fill import Fill
+
+BIDIRECTIONAL_LM = (
+    "a bidirectional model cannot be a language model: its backward direction reads the text from the right, "
+    "so it would see each character it is asked to predict, and it cannot generate text left to right. "
+    "Leave out --bidirectional, or pass --objective fill to train a model that fills gaps"
+)
+
+
+class LanguageModel:
+    """Predict each character from the ones before it, over contiguous streams that carry the state."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+
+    def batcher(self, ids, first: int = 0, count: int | None = None) -> StreamBatcher:
+        c = self.config
+        return StreamBatcher(ids, c.batch_size, c.seq_len, c.seed, first, count)
+
+    def validation_loss(self, model, ids, split: Split) -> float:
+        return evaluate(model, ids, split.start, split.end).loss
+
+
+def objective_for(config: TrainConfig, model_config: ModelConfig):
+    if config.objective == "fill":
+        if not model_config.bidirectional:
+            raise CharRNNError(
+                "the fill objective trains a bidirectional model, to use the context on both sides of a gap. "
+                "Pass --bidirectional (bidirectional=True)"
+            )
+        return Fill(config, model_config)
+    if model_config.bidirectional:
+        raise CharRNNError(BIDIRECTIONAL_LM)
+    return LanguageModel(config)

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charrnn import bench
+from charrnn.bench import BenchShape
+from charrnn.cli import app
+
+TINY_SHAPE = BenchShape(hidden_size=16, embed_size=4, vocab_size=20, batch_size=4, seq_len=8, num_samples=3)
+TINY_OPTIONS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "8", "--num-samples", "3", "--min-time", "0"]
+
+
+@pytest.fixture(scope="module")
+def report():
+    return bench.run(TINY_SHAPE, min_time_s=0.0, eval_chars=500)
+
+
+def test_every_rate_is_positive_and_finite(report):
+    values = report.as_dict()
+    rates = [v for k, v in values.items() if k != "shape" and k != "ratios"] + list(values["ratios"].values())
+    assert all(isinstance(v, (int, float)) and 0 < v < float("inf") for v in rates), values
+
+
+def test_ratios_follow_from_the_rates(report):
+    ratios = report.ratios()
+    assert ratios["train_vs_cell"] == pytest.approx(report.train_chars_per_s / report.cell_chars_per_s)
+    assert ratios["train_mfu"] == pytest.approx(report.train_gflops / report.matmul_gflops)
+    assert report.peak_rss_mb > 0 and report.threads == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn", 1), ("gru", 3), ("lstm", 4)])
+def test_flops_and_streamed_bytes_count_every_weight_matrix(cell, gates):
+    shape = BenchShape(cell=cell, num_layers=2, hidden_size=8, embed_size=3, vocab_size=5)
+    recurrent = gates * 8 * (3 + 8) + gates * 8 * (8 + 8)
+    assert shape.cell_flops_per_char() == 3 * 2 * recurrent
+    assert shape.model_flops_per_char() == 3 * 2 * (recurrent + 8 * 5)
+    # The first layer's input projection is a table row, so its W_ih is not streamed.
+    assert shape.streamed_bytes_per_step() == 4 * (recurrent - gates * 8 * 3 + 8 * 5)
+
+
+def test_synthetic_text_holds_exactly_the_vocabulary():
+    text = bench.synthetic_text(300, 5000)
+    assert len(text) == 5000 and len(set(text)) == 300 and "\n" in text
+    assert not any(0xD800 <= ord(c) < 0xE000 for c in bench.alphabet(60000))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_cli_json_for_other_cells(cell):
+    result = CliRunner().invoke(
+        app, ["bench", "--cell", cell, "--layers", "1", "--threads", "1", "--json", *TINY_OPTIONS]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["shape"]["cell"] == cell and report["threads"] == 1
+    assert report["cell_chars_per_s"] > 0 and report["ratios"]["sample_vs_cell_loop"] > 0
+
+
+def test_cli_table():
+    result = CliRunner().invoke(app, ["bench", "--layers", "1", *TINY_OPTIONS])
+    assert result.exit_code == 0, result.output
+    for row in ("matrix", "training", "evaluation", "sampling", "peak resident memory"):
+        assert row in result.stdout
+
+
+def test_cli_rejects_an_unknown_cell():
+    result = CliRunner().invoke(app, ["bench", "--cell", "transformer", *TINY_OPTIONS])
+    assert result.exit_code == 1 and "unknown cell 'transformer'" in result.stderr

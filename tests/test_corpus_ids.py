@@ -1,0 +1,130 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from charrnn import corpus, corpus_ids
+from charrnn.data import Vocabulary
+from charrnn.errors import CharRNNError
+from tests.conftest import make_text
+
+MIXED = "Ça va?\r\nNaïve café — 東京 and 🙂 emoji.\r\n" * 50 + "\rlast line without newline"
+
+
+def encoded_by_hand(path):
+    text, sha256 = corpus.load_text(str(path))
+    vocab = Vocabulary.from_text(text)
+    return vocab.chars, vocab.encode(text), sha256
+
+
+@pytest.mark.parametrize("piece_bytes", [1 << 20, 7, 2])
+def test_ids_match_encoding_the_whole_text(tmp_path, monkeypatch, piece_bytes):
+    monkeypatch.setattr(corpus_ids, "PIECE_BYTES", piece_bytes)
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + MIXED.encode("utf-8"))
+    loaded = corpus_ids.load(str(path))
+    chars, ids, sha256 = encoded_by_hand(path)
+    assert loaded.chars == chars and loaded.sha256 == sha256
+    assert loaded.ids.dtype == ids.dtype and torch.equal(loaded.ids, ids)
+
+
+def test_second_load_maps_the_cache(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(make_text(5000))
+    first = corpus_ids.load(str(path))
+    [cache] = tmp_path.glob("text.txt.*.ids")
+    stamp = cache.stat().st_mtime_ns
+    second = corpus_ids.load(str(path))
+    assert cache.stat().st_mtime_ns == stamp
+    assert torch.equal(first.ids, second.ids) and first.sha256 == second.sha256
+
+
+def test_a_changed_file_replaces_its_cache(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text("abc")
+    corpus_ids.load(str(path))
+    path.write_text("abcd")
+    assert corpus_ids.load(str(path)).chars == ["a", "b", "c", "d"]
+    assert len(list(tmp_path.glob("text.txt.*.ids"))) == 1
+
+
+def test_unwritable_directory_falls_back_to_the_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "text.txt"
+    path.write_text("hello")
+    blocked = corpus_ids._cache_paths(path, corpus_ids._file_sha256(path)[:16])[0]
+    blocked.mkdir()  # a directory where the cache file would go: writing beside the text fails
+    loaded = corpus_ids.load(str(path))
+    assert loaded.chars == sorted(set("hello"))
+    assert list((tmp_path / "cache" / "charrnn").glob("text.txt.*.ids"))
+
+
+def test_a_vocabulary_of_65536_characters(tmp_path):
+    chars = [chr(c) for c in range(0x20, 0x110000) if not 0xD800 <= c < 0xE000][:65536]
+    path = tmp_path / "wide.txt"
+    path.write_text("".join(chars) + "".join(reversed(chars)))
+    loaded = corpus_ids.load(str(path))
+    assert len(loaded.chars) == 65536 and loaded.ids.dtype == torch.int32
+    assert Vocabulary(loaded.chars).decode(loaded.ids[:65536].tolist()) == "".join(chars)
+
+
+def test_ids_under_a_saved_vocabulary(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text("abcab€")
+    loaded = corpus_ids.load(str(path))
+    saved = Vocabulary(["b", "a", "c", "z"])
+    with pytest.raises(CharRNNError, match=r"1 characters the model never saw: '€' \(1x\)"):
+        loaded.under(saved)
+    ids, skipped = loaded.under(saved, skip_unknown=True)
+    assert saved.decode(ids.tolist()) == "abcab" and skipped == 1
+    assert loaded.under(Vocabulary(loaded.chars))[0] is loaded.ids
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"ok\x00no", "binary file"),
+        (b"good text \xff bad", "not valid UTF-8 (bad byte at offset 10)"),
+    ],
+)
+def test_bad_files(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(CharRNNError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        corpus_ids.load(str(path))
+
+
+@pytest.mark.slow
+def test_a_200_mb_corpus_trains_in_under_1_5_gb(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import resource
+        from pathlib import Path
+        from charrnn.train import Trainer
+        from tests.conftest import make_text
+
+        path = Path({str(tmp_path)!r}) / "big.txt"
+        block = (make_text(1_000_000) + "café “quoted” — naïve\\n").encode("utf-8")
+        with open(path, "wb") as f:
+            for _ in range(200_000_000 // len(block) + 1):
+                f.write(block)
+        trainer = Trainer(
+            Path({str(tmp_path)!r}) / "run",
+            {{"data": str(path), "max_steps": 3, "eval_every": 1000, "seq_len": 32, "batch_size": 8}},
+            {{"hidden_size": 16, "embed_size": 4, "num_layers": 1}},
+        )
+        for _ in trainer.run():
+            pass
+        trainer.close()
+        print(len(trainer.ids), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    chars, peak_mb = map(int, done.stdout.split())
+    assert chars > 190_000_000
+    assert peak_mb < 1536, f"peak resident memory {peak_mb} MB"
