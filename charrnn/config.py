@@ -28,7 +28,7 @@ class ModelConfig:
     num_layers: int = 2
     hidden_size: int = 384
     embed_size: int = 64
-    dropout: float = 0.4
+    dropout: float = 0.3
     embed_dropout: float = 0.1
     nonlinearity: str = "tanh"
     init: str = "default"
