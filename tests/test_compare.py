@@ -1,5 +1,4 @@
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -140,15 +139,10 @@ def test_plot_of_validation_curves(compared, tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
-def test_plot_without_matplotlib_fails_before_training(tmp_path):
-    code = (
-        "import sys; sys.modules['matplotlib'] = None\n"
-        "from charrnn.cli import main\n"
-        f"sys.argv = ['charrnn', 'compare', '--out', {str(tmp_path / 'runs')!r}, '--plot', 'c.png']\n"
-        "main()"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 1
+def test_plot_without_matplotlib_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the extra looks like
+    result = run("compare", "--out", tmp_path / "runs", "--plot", tmp_path / "c.png")
+    assert result.exit_code == 1
     assert result.stderr.startswith("error: --plot needs matplotlib")
     assert "pip install 'charrnn-lm[plot]'" in result.stderr
     assert not (tmp_path / "runs").exists()
