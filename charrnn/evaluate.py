@@ -58,8 +58,6 @@ def evaluate(
     start = max(start, 1)
     if end <= start:
         raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
-    if counted is None:
-        counted = torch.ones(len(ids), dtype=torch.bool)
     device = next(model.parameters()).device
     chunks = [(s, min(s + CHUNK_LEN, end)) for s in range(start, end, CHUNK_LEN)]
     total = torch.zeros((2,), dtype=torch.float64, device=device)
@@ -72,12 +70,13 @@ def evaluate(
     finally:
         model.train(was_training)
     nats, correct = total.tolist()
-    return EvalResult(nats=nats, chars=int(counted[start:end].sum()), correct=int(correct))
+    chars = end - start if counted is None else int(counted[start:end].sum())
+    return EvalResult(nats=nats, chars=chars, correct=int(correct))
 
 
 def _score_group(model, ids, counted, chunks, warmup, device) -> torch.Tensor:
     """Total nats and correct guesses, side by side: stream k reads ids[a_k : e_k - 1] and predicts
-    ids[a_k + 1 : e_k]; of those, positions >= s_k that `counted` marks count."""
+    ids[a_k + 1 : e_k]; of those, positions >= s_k count (only those `counted` marks, when given)."""
     begins = [max(0, s - 1 - warmup) for s, _ in chunks]
     length = max(e - 1 - a for a, (_, e) in zip(begins, chunks))
     inputs = torch.zeros(len(chunks), length, dtype=torch.long)
@@ -87,7 +86,7 @@ def _score_group(model, ids, counted, chunks, warmup, device) -> torch.Tensor:
         n = e - 1 - a
         inputs[k, :n] = ids[a : e - 1].long()
         targets[k, :n] = ids[a + 1 : e].long()
-        mask[k, s - 1 - a : n] = counted[s:e]
+        mask[k, s - 1 - a : n] = True if counted is None else counted[s:e]
     inputs, targets, mask = inputs.to(device), targets.to(device), mask.to(device)
     total = torch.zeros((2,), dtype=torch.float64, device=device)
     state = None
