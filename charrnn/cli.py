@@ -409,6 +409,14 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
+def write_streaming(prime: str, stream) -> None:
+    """The prime, then one sample's characters to stdout as each is generated."""
+    sys.stdout.write(prime)
+    for chars in stream:
+        sys.stdout.write(chars[0])
+        sys.stdout.flush()
+
+
 def ensure_replaceable_output() -> None:
     """A terminal that cannot show a character gets a '?' instead of a crash."""
     if hasattr(sys.stdout, "reconfigure"):
@@ -465,10 +473,7 @@ def sample(
         return interactive_session(loaded, config)
     stream = generate(loaded.model, loaded.vocab, config, prime, config.seed)
     if num_samples == 1:
-        sys.stdout.write(prime)
-        for chars in stream:
-            sys.stdout.write(chars[0])
-            sys.stdout.flush()
+        write_streaming(prime, stream)
     else:
         texts = [prime] * num_samples
         for chars in stream:
@@ -747,10 +752,7 @@ def interactive_session(loaded, config: SampleConfig) -> None:
             loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
             # Seeds run on from --seed, so a session with the same inputs gives the same text.
             stream = generate(loaded.model, loaded.vocab, config, prime, config.seed + count)
-            sys.stdout.write(prime)
-            for chars in stream:
-                sys.stdout.write(chars[0])
-                sys.stdout.flush()
+            write_streaming(prime, stream)
         except CharRNNError as e:
             err.print(f"error: {e}", markup=False)
             continue

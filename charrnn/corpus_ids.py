@@ -48,7 +48,7 @@ class CorpusIds:
             counts = torch.bincount(self.ids.int(), minlength=len(self.chars))
             missing = Counter({self.chars[i]: int(counts[i]) for i in unknown.nonzero().flatten().tolist()})
             if not skip_unknown:
-                raise Vocabulary._unknown_error(missing, fix, what)
+                raise Vocabulary.unknown_error(missing, fix, what)
         pieces = []
         for start in range(0, len(self.ids), PIECE_BYTES):
             mapped = torch.index_select(table, 0, self.ids[start : start + PIECE_BYTES].int())

@@ -47,7 +47,7 @@ class Vocabulary:
         missing = ids < 0
         if bool(missing.any()):
             if not skip_unknown:
-                raise self._unknown_error(self.unknown(text), fix, what)
+                raise self.unknown_error(self.unknown(text), fix, what)
             ids = ids[~missing]
         return ids.to(self.dtype)
 
@@ -55,7 +55,7 @@ class Vocabulary:
         return "".join(self.chars[i] for i in ids)
 
     @staticmethod
-    def _unknown_error(counts: Counter, fix: str, what: str) -> CharRNNError:
+    def unknown_error(counts: Counter, fix: str, what: str) -> CharRNNError:
         shown = ", ".join(f"{c!r} ({n}x)" for c, n in counts.most_common(10))
         more = f" and {len(counts) - 10} more" if len(counts) > 10 else ""
         return CharRNNError(f"{what} has {sum(counts.values())} characters the model never saw: {shown}{more}. {fix}")
