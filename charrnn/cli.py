@@ -513,6 +513,7 @@ def eval_command(
     A fill model is scored on characters hidden as in training (the same ones every time): accuracy
     and bits per character."""
     use_threads(threads)
+    from charrnn import corpus_ids
     from charrnn.api import load
     from charrnn.evaluate import evaluate
 
@@ -521,19 +522,17 @@ def eval_command(
     loaded = load(checkpoint_path, device or "auto")
     if data is None:
         source = loaded.content["train_config"]["data"]
-        text, digest = corpus.load_text(source)
-        if digest != loaded.content["data_sha256"]:
+        encoded = corpus_ids.load(source)
+        if encoded.sha256 != loaded.content["data_sha256"]:
             fail(
                 f"the text of {source} changed since the model was trained. "
                 "Restore it, or pass --data to score another text"
             )
-        ids = loaded.vocab.encode(text)
+        ids, skipped = encoded.under(loaded.vocab)
         part = splits(len(ids))[split]
-        start, end, skipped, what = part.start, part.end, 0, f"{split} split of {source}"
+        start, end, what = part.start, part.end, f"{split} split of {source}"
     else:
-        text, _ = corpus.load_text(data)
-        skipped = sum(loaded.vocab.unknown(text).values()) if skip_unknown else 0
-        ids = loaded.vocab.encode(text, skip_unknown=skip_unknown)
+        ids, skipped = corpus_ids.load(data).under(loaded.vocab, skip_unknown=skip_unknown)
         start, end, what = 1, len(ids), data
     if loaded.objective == "fill" or compare is not None:
         counts = {"skipped": skipped} if skip_unknown else {}
