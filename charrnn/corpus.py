@@ -154,16 +154,3 @@ def resolve(data: str, corpora_dir: Path = CORPORA_DIR) -> Path:
         known = ", ".join(sorted(entries))
         raise CharRNNError(f"no such file: {data}. Pass the path of a UTF-8 text file or a known corpus ({known})")
     return path
-
-
-def load_text(data: str) -> tuple[str, str]:
-    """The text of `--data` and the SHA-256 of its normalised UTF-8 bytes."""
-    path = resolve(data)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CharRNNError(f"cannot read {path} ({e.strerror}). Check the path and its permissions") from None
-    text = decode_text(raw, str(path))
-    if not text:
-        raise CharRNNError(f"{path} is empty. Pass a file with some text in it")
-    return text, sha256_hex(text.encode("utf-8"))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from charrnn import corpus
+from charrnn import corpus_ids
 from charrnn.config import ModelConfig, to_dict
 from charrnn.data import Vocabulary, splits
 from charrnn.errors import CharRNNError
@@ -200,9 +200,8 @@ def measure_fresh(
     models: list[FreshModel], data: str, shape: dict, steps: int, count: int, seed: int
 ) -> list[GradientProfile]:
     """Fresh models with the vocabulary of `data`, on windows from its validation split."""
-    text, _ = corpus.load_text(data)
-    vocab = Vocabulary.from_text(text)
-    ids = vocab.encode(text)
+    encoded = corpus_ids.load(data)
+    vocab, ids = Vocabulary(encoded.chars), encoded.ids
     val = splits(len(ids))["val"]
     return [
         profile(
@@ -226,14 +225,14 @@ def measure_checkpoint(path: Path, data: str | None, steps: int, count: int, see
     loaded = load(path)
     loaded.require("lm")
     source = data or loaded.content["train_config"]["data"]
-    text, digest = corpus.load_text(source)
-    if data is None and digest != loaded.content["data_sha256"]:
+    encoded = corpus_ids.load(source)
+    if data is None and encoded.sha256 != loaded.content["data_sha256"]:
         raise CharRNNError(
             f"the text of {source} changed since {path} was trained. "
             "Restore it, or pass --data to measure on another text"
         )
-    ids = loaded.vocab.encode(
-        text, fix="Pass --data with a text made of the model's characters", what=f"the text of {source}"
+    ids, _ = encoded.under(
+        loaded.vocab, fix="Pass --data with a text made of the model's characters", what=f"the text of {source}"
     )
     val = splits(len(ids))["val"]
     return profile(loaded.model, ids, (val.start, val.end), steps, count, str(path), seed=seed)

@@ -14,9 +14,9 @@ MIXED = "Ça va?\r\nNaïve café — 東京 and 🙂 emoji.\r\n" * 50 + "\rlast 
 
 
 def encoded_by_hand(path):
-    text, sha256 = corpus.load_text(str(path))
+    text = corpus.decode_text(path.read_bytes(), str(path))
     vocab = Vocabulary.from_text(text)
-    return vocab.chars, vocab.encode(text), sha256
+    return vocab.chars, vocab.encode(text), corpus.sha256_hex(text.encode("utf-8"))
 
 
 @pytest.mark.parametrize("piece_bytes", [1 << 20, 7, 2])
