@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from charrnn import corpus, corpus_ids
 from charrnn.config import ModelConfig, SampleConfig
 from charrnn.data import TRAIN_FRACTION, Vocabulary, min_train_chars
 from charrnn.evaluate import evaluate
@@ -81,6 +82,17 @@ class BenchShape:
 
 
 @dataclass(frozen=True)
+class CorpusBench:
+    """Encoding a real corpus into its id cache: paid once per file, again only when the file changes."""
+
+    path: str
+    megabytes: float
+    chars: int
+    vocab_size: int
+    encode_mb_per_s: float
+
+
+@dataclass(frozen=True)
 class BenchReport:
     shape: BenchShape
     threads: int
@@ -94,6 +106,7 @@ class BenchReport:
     batch_sample_chars_per_s: float
     batch_cell_loop_chars_per_s: float
     peak_rss_mb: float
+    corpus: CorpusBench | None = None
 
     @property
     def cell_gflops(self) -> float:
@@ -121,13 +134,12 @@ class BenchReport:
         }
 
     def as_dict(self) -> dict:
-        measured = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "shape"}
         derived = {
             "cell_gflops": self.cell_gflops,
             "train_gflops": self.train_gflops,
             "stream_limit_chars_per_s": self.stream_limit_chars_per_s,
         }
-        return {"shape": dataclasses.asdict(self.shape), **measured, **derived, "ratios": self.ratios()}
+        return {**dataclasses.asdict(self), **derived, "ratios": self.ratios()}
 
 
 def seconds_per_call(fn: Callable[[], object], min_time_s: float, min_calls: int = 3) -> float:
@@ -176,17 +188,34 @@ def synthetic_text(vocab_size: int, length: int, seed: int = 0) -> str:
     return chars + "".join(chars[i] for i in draws.tolist())
 
 
-def training_chars_per_s(shape: BenchShape, min_time_s: float) -> tuple[float, float]:
-    """Characters per second of the bare fused cell's forward+backward, and of charrnn's whole training step."""
+def encoding(data: str) -> CorpusBench:
+    """Time encoding `data` afresh into a scratch cache, leaving the corpus's own cache alone."""
+    path = corpus.resolve(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        encoded = corpus_ids.encode(data, Path(tmp))
+        seconds = time.perf_counter() - start
+        chars, vocab_size = len(encoded.ids), len(encoded.chars)
+        del encoded
+    megabytes = path.stat().st_size / 1e6
+    return CorpusBench(str(path), megabytes, chars, vocab_size, megabytes / seconds)
+
+
+def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None = None) -> tuple[float, float]:
+    """Characters per second of the bare fused cell's forward+backward, and of charrnn's whole training step.
+
+    The training step reads `data` when given, else a synthetic text with the shape's vocabulary.
+    """
     from charrnn.train import Trainer
 
     chars = shape.batch_size * shape.seq_len
     length = int(4 * min_train_chars(shape.batch_size, shape.seq_len) / TRAIN_FRACTION)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "bench.txt"
-        data.write_text(synthetic_text(shape.vocab_size, length), encoding="utf-8")
+        if data is None:
+            data = str(Path(tmp) / "bench.txt")
+            Path(data).write_text(synthetic_text(shape.vocab_size, length), encoding="utf-8")
         train_options = {
-            "data": str(data),
+            "data": data,
             "batch_size": shape.batch_size,
             "seq_len": shape.seq_len,
             "max_steps": 10**9,
@@ -230,7 +259,11 @@ def matvec_gb_per_s(shape: BenchShape, min_time_s: float) -> float:
     return shape.streamed_bytes_per_step() / seconds_per_call(one_pass, min_time_s) / 1e9
 
 
-def sample_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> float:
+_CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+
+
+def sampling_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> tuple[float, float]:
+    """Characters per second of charrnn's sampling and of a bare single-step-cell loop, timed in alternation."""
     vocab = Vocabulary(list(alphabet(model.config.vocab_size)))
     config = SampleConfig(length=SAMPLE_LENGTH, num_samples=num_samples, seed=0)
 
@@ -238,13 +271,11 @@ def sample_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> f
         for _ in generate(model, vocab, config, "", 0):
             pass
 
-    return SAMPLE_LENGTH * num_samples / seconds_per_call(sample, min_time_s)
+    sample_s, loop_s = alternating_seconds_per_call([sample, _cell_loop(model, num_samples)], min_time_s)
+    return SAMPLE_LENGTH * num_samples / sample_s, SAMPLE_LENGTH * num_samples / loop_s
 
 
-_CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
-
-
-def cell_loop_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> float:
+def _cell_loop(model: CharRNN, num_samples: int) -> Callable[[], None]:
     """A plain loop of nn.LSTMCell/GRUCell/RNNCell modules holding the model's weights, choosing as sampling does."""
     config = model.config
     extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
@@ -258,6 +289,7 @@ def cell_loop_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -
     sample_config = SampleConfig(seed=0)
     generator = torch.Generator().manual_seed(0)
 
+    @torch.inference_mode()
     def loop():
         ids = torch.zeros(num_samples, dtype=torch.long)
         zeros = torch.zeros(num_samples, config.hidden_size)
@@ -269,8 +301,7 @@ def cell_loop_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -
                 x = states[layer][0] if config.cell == "lstm" else states[layer]
             ids = choose(model.head(x), sample_config, generator)
 
-    with torch.inference_mode():
-        return SAMPLE_LENGTH * num_samples / seconds_per_call(loop, min_time_s)
+    return loop
 
 
 def peak_rss_mb() -> float:
@@ -278,13 +309,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(shape: BenchShape, min_time_s: float = 5.0, eval_chars: int = EVAL_CHARS, on_stage=None) -> BenchReport:
-    """Measure everything for one shape; `on_stage(name)` hears which measurement starts."""
+def run(
+    shape: BenchShape, min_time_s: float = 5.0, eval_chars: int = EVAL_CHARS, data: str | None = None, on_stage=None
+) -> BenchReport:
+    """Measure everything for one shape; `on_stage(name)` hears which measurement starts.
+
+    With `data` (a corpus name or path), encoding it is timed too, the training step reads it, and
+    the shape takes its vocabulary size.
+    """
     announce = on_stage or (lambda name: None)
+    corpus_bench = None
+    if data is not None:
+        announce("encoding the corpus")
+        corpus_bench = encoding(data)
+        shape = dataclasses.replace(shape, vocab_size=corpus_bench.vocab_size)
     announce("matrix-multiply peak")
     matmul = matmul_peak_gflops(shape, min_time_s)
     announce("training step and bare fused cell")
-    cell, train = training_chars_per_s(shape, min_time_s)
+    cell, train = training_chars_per_s(shape, min_time_s, data)
     torch.manual_seed(0)
     model = CharRNN(shape.model_config()).eval()
     announce("evaluation")
@@ -292,6 +334,8 @@ def run(shape: BenchShape, min_time_s: float = 5.0, eval_chars: int = EVAL_CHARS
     announce("matrix-vector bandwidth")
     bandwidth = matvec_gb_per_s(shape, min_time_s)
     announce("sampling")
+    sample, cell_loop = sampling_chars_per_s(model, 1, min_time_s)
+    batch_sample, batch_cell_loop = sampling_chars_per_s(model, shape.num_samples, min_time_s)
     return BenchReport(
         shape=shape,
         threads=torch.get_num_threads(),
@@ -300,9 +344,10 @@ def run(shape: BenchShape, min_time_s: float = 5.0, eval_chars: int = EVAL_CHARS
         train_chars_per_s=train,
         eval_chars_per_s=evaluation,
         matvec_gb_per_s=bandwidth,
-        sample_chars_per_s=sample_chars_per_s(model, 1, min_time_s),
-        cell_loop_chars_per_s=cell_loop_chars_per_s(model, 1, min_time_s),
-        batch_sample_chars_per_s=sample_chars_per_s(model, shape.num_samples, min_time_s),
-        batch_cell_loop_chars_per_s=cell_loop_chars_per_s(model, shape.num_samples, min_time_s),
+        sample_chars_per_s=sample,
+        cell_loop_chars_per_s=cell_loop,
+        batch_sample_chars_per_s=batch_sample,
+        batch_cell_loop_chars_per_s=batch_cell_loop,
         peak_rss_mb=peak_rss_mb(),
+        corpus=corpus_bench,
     )

@@ -652,6 +652,10 @@ def bench(
     seq_len: Annotated[int, typer.Option(min=1, help="Steps of back-propagation through time.")] = TrainConfig.seq_len,
     num_samples: Annotated[int, typer.Option(min=1, help="Samples drawn side by side in the batched measure.")] = 32,
     min_time: Annotated[float, typer.Option(min=0, help="Seconds to repeat each measurement for.")] = 5.0,
+    data: Annotated[
+        Optional[str],
+        typer.Option(help="A corpus name or text file: time encoding it, and train on it instead of synthetic text."),
+    ] = None,
     threads: ThreadsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
 ):
@@ -669,12 +673,20 @@ def bench(
         seq_len=seq_len,
         num_samples=num_samples,
     )
-    report = run(shape, min_time, on_stage=lambda name: err.print(f"measuring {name}", markup=False))
+    report = run(shape, min_time, data=data, on_stage=lambda name: err.print(f"measuring {name}", markup=False))
     if as_json:
         out.print(json.dumps(report.as_dict()), markup=False)
         return
     ratios, loop = report.ratios(), f"nn.{cell.upper()}Cell loop"
     table = Table("measure", "chars/s", "GFLOP/s", "compared with", "ratio")
+    if report.corpus is not None:
+        table.add_row(
+            f"encoding {Path(report.corpus.path).name} ({report.corpus.megabytes:,.0f} MB)",
+            f"{report.corpus.chars * report.corpus.encode_mb_per_s / report.corpus.megabytes:,.0f}",
+            "",
+            f"{report.corpus.encode_mb_per_s:.1f} MB/s of the file",
+            "",
+        )
     table.add_row("fp32 matrix-multiply peak", "", f"{report.matmul_gflops:.1f}", "", "")
     table.add_row(
         f"bare fused {cell} forward+backward",
@@ -714,7 +726,7 @@ def bench(
     table.add_row("", "", "", "sampling, batch 1", f"{ratios['batch_sample_vs_single']:.1f}")
     out.print(
         f"{layers}-layer {hidden_size}-unit {cell}, batch {batch_size}, sequence {seq_len}, "
-        f"vocabulary {shape.vocab_size}, {report.threads} threads",
+        f"vocabulary {report.shape.vocab_size}, {report.threads} threads",
         markup=False,
     )
     out.print(table)

@@ -67,7 +67,13 @@ def load(data: str) -> CorpusIds:
             loaded = _read(cache)
             if loaded is not None:
                 return loaded
-    return _encode(path, key)
+    return _encode(path, _cache_paths(path, key))
+
+
+def encode(data: str, cache_dir: Path) -> CorpusIds:
+    """Encode `--data` afresh into `cache_dir`, whatever is cached already: what `charrnn bench --data` times."""
+    path = corpus.resolve(data)
+    return _encode(path, [cache_dir / f"{path.name}.{_file_sha256(path)[:16]}.ids"])
 
 
 def _file_sha256(path: Path) -> str:
@@ -134,7 +140,7 @@ def _normalise(piece: bytes, offset: int, source: str) -> tuple[bytes, torch.Ten
     return piece, torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
 
 
-def _encode(path: Path, key: str) -> CorpusIds:
+def _encode(path: Path, caches: list[Path]) -> CorpusIds:
     digest, seen, length = hashlib.sha256(), torch.zeros(MAX_CODE_POINT + 1, dtype=torch.bool), 0
     for piece, points in _pieces(path):
         digest.update(piece)
@@ -151,7 +157,7 @@ def _encode(path: Path, key: str) -> CorpusIds:
     meta = {"sha256": digest.hexdigest(), "chars": chars, "dtype": str(dtype).removeprefix("torch."), "length": length}
     header = f"{MAGIC}\n{json.dumps(meta)}\n".encode()
     header += b" " * (-len(header) % HEADER_ALIGN)
-    for cache in _cache_paths(path, key):
+    for cache in caches:
         try:
             _write(cache, header, table, path, length)
         except OSError:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -19,7 +20,8 @@ def report():
 
 def test_every_rate_is_positive_and_finite(report):
     values = report.as_dict()
-    rates = [v for k, v in values.items() if k != "shape" and k != "ratios"] + list(values["ratios"].values())
+    assert values["corpus"] is None
+    rates = [v for k, v in values.items() if k not in ("shape", "ratios", "corpus")] + list(values["ratios"].values())
     assert all(isinstance(v, (int, float)) and 0 < v < float("inf") for v in rates), values
 
 
@@ -67,3 +69,20 @@ def test_cli_table():
 def test_cli_rejects_an_unknown_cell():
     result = CliRunner().invoke(app, ["bench", "--cell", "transformer", *TINY_OPTIONS])
     assert result.exit_code == 1 and "unknown cell 'transformer'" in result.stderr
+
+
+def test_bench_on_a_corpus_times_its_encoding_and_takes_its_vocabulary(text_file):
+    result = CliRunner().invoke(app, ["bench", "--data", str(text_file), "--layers", "1", "--json", *TINY_OPTIONS])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    text = text_file.read_text(encoding="utf-8")
+    assert report["corpus"]["chars"] == len(text) and report["corpus"]["encode_mb_per_s"] > 0
+    assert report["shape"]["vocab_size"] == report["corpus"]["vocab_size"] == len(set(text))
+    key = hashlib.sha256(text_file.read_bytes()).hexdigest()[:16]
+    # The timed encoding goes to a scratch directory; beside the text is only the training step's cache.
+    assert [p.name for p in text_file.parent.glob("*.ids")] == [f"{text_file.name}.{key}.ids"]
+
+
+def test_bench_on_a_missing_corpus_is_a_user_error(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--data", str(tmp_path / "nope.txt"), *TINY_OPTIONS])
+    assert result.exit_code == 1 and "error: no such file" in result.stderr and "Traceback" not in result.output
