@@ -681,7 +681,7 @@ def bench(
     table = Table("measure", "chars/s", "GFLOP/s", "compared with", "ratio")
     if report.corpus is not None:
         table.add_row(
-            f"encoding {Path(report.corpus.path).name} ({report.corpus.megabytes:,.0f} MB)",
+            f"encoding {Path(report.corpus.path).name} ({report.corpus.megabytes:,.1f} MB)",
             f"{report.corpus.chars * report.corpus.encode_mb_per_s / report.corpus.megabytes:,.0f}",
             "",
             f"{report.corpus.encode_mb_per_s:.1f} MB/s of the file",
