@@ -20,13 +20,17 @@ PRIME_HINT = "Use only characters from the training text in --prime"
 
 
 class Stepper:
-    """One step of a CharRNN for a batch of single characters, in eval mode (no dropout)."""
+    """One step of a CharRNN for `batch_size` single characters, in eval mode (no dropout)."""
 
-    def __init__(self, model: CharRNN):
+    def __init__(self, model: CharRNN, batch_size: int):
         self.model = model
         config = model.config
         self.cell = config.cell
         self.weights = [layer_weights(model.rnn, layer) for layer in range(config.num_layers)]
+        if batch_size == 1:
+            # The same matrices, stored transposed: a matrix-vector product over them ran 1.4x (2 x 384)
+            # to 1.9x (2 x 512) faster on a 2-core CPU; at batch 32 the stored layout was 8% faster.
+            self.weights = [tuple(w.t().contiguous().t() if w.dim() == 2 else w for w in ws) for ws in self.weights]
         self.step_fn = {
             "lstm": torch.lstm_cell,
             "gru": torch.gru_cell,
@@ -93,7 +97,7 @@ def generate(
                 yield [prime] * n
         ids = vocab.encode(prime, fix=PRIME_HINT, what="the prime").long().to(device).unsqueeze(0).expand(n, -1)
         logits, state = model(ids)
-        stepper = Stepper(model)
+        stepper = Stepper(model, n)
         layers = stepper.split_state(state)
         logits = logits[:, -1]
         for _ in range(config.length):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -47,16 +49,17 @@ def test_equations_match_fused_module(options):
         assert torch.allclose(reference_forward(model, ids), fused, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 2], ids=["streaming", "batched"])
 @pytest.mark.parametrize("options", CELLS, ids=lambda o: "-".join(o.values()))
-def test_single_step_cells_match_whole_sequence(options):
+def test_single_step_cells_match_whole_sequence(options, batch):
     torch.manual_seed(1)
     model = CharRNN(ModelConfig(vocab_size=9, num_layers=3, hidden_size=12, embed_size=4, dropout=0.3, **options))
     model.eval()
-    ids = torch.randint(0, 9, (2, 15))
+    ids = torch.randint(0, 9, (batch, 15))
     with torch.no_grad():
         fused, fused_state = model(ids)
         _, state = model(ids[:, :5])
-        stepper = Stepper(model)
+        stepper = Stepper(model, batch)
         layers = stepper.split_state(state)
         stepped = []
         for t in range(5, 15):
@@ -120,6 +123,29 @@ def test_embed_dropout_zeroes_and_rescales_the_inputs_only_while_training():
     model.eval()
     model(ids)
     assert torch.equal(seen[1], model.embedding(ids))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_weight_drop_masks_the_recurrent_weights_while_training_only(bidirectional):
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=7, hidden_size=32, embed_size=4, dropout=0.0, embed_dropout=0.0)
+    plain = CharRNN(dataclasses.replace(config, bidirectional=bidirectional))
+    dropped = CharRNN(dataclasses.replace(config, bidirectional=bidirectional, weight_drop=0.5))
+    dropped.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, 7, (3, 12))
+    dropped.train()
+    logits, _ = dropped(ids)
+    assert not torch.allclose(logits, plain.train()(ids)[0])
+    logits.sum().backward()
+    # A dropped weight gets no gradient: about half of each W_hh, and none of W_ih.
+    for name, weight in dropped.rnn.named_parameters():
+        zero_share = (weight.grad == 0).float().mean().item()
+        assert (0.4 < zero_share < 0.6) if name.startswith("weight_hh") else zero_share < 0.1, name
+    # Outside the masked call the recurrent module holds its whole weights again, in training and in evaluation.
+    inputs = torch.randn(3, 12, 4)
+    assert torch.equal(dropped.rnn(inputs)[0], plain.rnn(inputs)[0])
+    dropped.eval(), plain.eval()
+    assert torch.equal(dropped(ids)[0], plain(ids)[0])
 
 
 def test_detach_state_cuts_the_graph():
