@@ -169,6 +169,13 @@ def train(
             help="On the character embeddings, before the first layer." + default_note(ModelConfig, "embed_dropout")
         ),
     ] = None,
+    weight_drop: Annotated[
+        Optional[float],
+        typer.Option(
+            help="DropConnect on the recurrent weights W_hh, one mask per batch."
+            + default_note(ModelConfig, "weight_drop")
+        ),
+    ] = None,
     nonlinearity: Annotated[
         Optional[str], typer.Option(help="tanh or relu, vanilla rnn only." + default_note(ModelConfig, "nonlinearity"))
     ] = None,
@@ -307,6 +314,7 @@ def train(
         "embed_size": "embed_size",
         "dropout": "dropout",
         "embed_dropout": "embed_dropout",
+        "weight_drop": "weight_drop",
         "nonlinearity": "nonlinearity",
         "init": "init",
         "bidirectional": "bidirectional",

@@ -30,6 +30,7 @@ class ModelConfig:
     embed_size: int = 64
     dropout: float = 0.3
     embed_dropout: float = 0.1
+    weight_drop: float = 0.0
     nonlinearity: str = "tanh"
     init: str = "default"
     bidirectional: bool = False
@@ -40,7 +41,7 @@ class ModelConfig:
         for name in ("num_layers", "hidden_size", "embed_size"):
             value = getattr(self, name)
             _require(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}. Pass a positive size")
-        for name in ("dropout", "embed_dropout"):
+        for name in ("dropout", "embed_dropout", "weight_drop"):
             value = getattr(self, name)
             _require(0.0 <= value < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {value}. Pass e.g. 0.2")
         _require(

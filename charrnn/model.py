@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from charrnn.config import ModelConfig
 
@@ -38,13 +40,14 @@ class CharRNN(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear((1 + config.bidirectional) * config.hidden_size, config.vocab_size)
+        directions = ("", "_reverse") if config.bidirectional else ("",)
+        self._layers = list(itertools.product(range(config.num_layers), directions))
         self._init_recurrent_weights()
 
     def _init_recurrent_weights(self) -> None:
         h = self.config.hidden_size
-        directions = ("", "_reverse") if self.config.bidirectional else ("",)
         with torch.no_grad():
-            for layer, direction in itertools.product(range(self.config.num_layers), directions):
+            for layer, direction in self._layers:
                 w_hh = getattr(self.rnn, f"weight_hh_l{layer}{direction}")
                 b_ih = getattr(self.rnn, f"bias_ih_l{layer}{direction}")
                 b_hh = getattr(self.rnn, f"bias_hh_l{layer}{direction}")
@@ -62,8 +65,21 @@ class CharRNN(nn.Module):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
-        output, state = self.rnn(self.embed_dropout(self.embedding(ids)), state)
+        x = self.embed_dropout(self.embedding(ids))
+        if self.training and self.config.weight_drop > 0:
+            output, state = self._rnn_with_dropped_recurrent_weights(x, state)
+        else:
+            output, state = self.rnn(x, state)
         return self.head(self.dropout(output)), state
+
+    def _rnn_with_dropped_recurrent_weights(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """DropConnect on every W_hh (Merity et al., 2017, "weight drop"): one mask per batch, the same at
+        every step, so the recurrence itself is regularised while the fused kernel still runs it."""
+        dropped = {
+            name: F.dropout(getattr(self.rnn, name), self.config.weight_drop)
+            for name in (f"weight_hh_l{layer}{direction}" for layer, direction in self._layers)
+        }
+        return functional_call(self.rnn, dropped, (x, state))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -151,6 +151,7 @@ def test_train_binary_file(tmp_path):
         ("--dropout", 1.0, "--dropout must be in [0, 1)"),
         ("--dropout", -0.5, "--dropout must be in [0, 1)"),
         ("--embed-dropout", 1.0, "--embed-dropout must be in [0, 1)"),
+        ("--weight-drop", 1.0, "--weight-drop must be in [0, 1)"),
         ("--ema-decay", 1.0, "--ema-decay must be in [0, 1)"),
         ("--lr", 0, "--lr must be positive"),
         ("--cell", "tcn", "unknown cell 'tcn'"),
