@@ -22,7 +22,14 @@ DEFAULT_MAX_TIME_S = 120.0
 DEFAULT_EVAL_EVERY = 50
 # One layer of 256 units: small enough that every cell gets a few hundred steps in two minutes on a CPU,
 # large enough that the cells differ in what they learn.
-SHARED_SHAPE = {"num_layers": 1, "hidden_size": 256, "embed_size": 64, "dropout": 0.25, "embed_dropout": 0.0}
+SHARED_SHAPE = {
+    "num_layers": 1,
+    "hidden_size": 256,
+    "embed_size": 64,
+    "dropout": 0.25,
+    "embed_dropout": 0.0,
+    "weight_drop": 0.0,
+}
 # A fixed recipe, independent of `train`'s tuned defaults, so a published comparison stays reproducible
 # and every cell is trained the same plain way.
 SHARED_TRAINING = {"lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 100, "clip_norm": 1.0, "ema_decay": 0.0}

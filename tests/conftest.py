@@ -36,7 +36,15 @@ def text_file(tmp_path):
 
 
 # Pinned in full, so that tuning the defaults for Alice does not change what these tests train.
-TINY_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 32, "embed_size": 8, "dropout": 0.1, "embed_dropout": 0.0}
+TINY_MODEL = {
+    "cell": "lstm",
+    "num_layers": 2,
+    "hidden_size": 32,
+    "embed_size": 8,
+    "dropout": 0.1,
+    "embed_dropout": 0.0,
+    "weight_drop": 0.0,
+}
 TINY_TRAIN = {
     "seq_len": 32,
     "batch_size": 8,
