@@ -247,31 +247,25 @@ def eval_chars_per_s(model: CharRNN, chars: int, min_time_s: float) -> float:
     return chars / seconds_per_call(lambda: evaluate(model, ids, 1, chars + 1), min_time_s, min_calls=1)
 
 
-def matvec_gb_per_s(shape: BenchShape, min_time_s: float) -> float:
-    """Bandwidth of matrix-vector products over matrices of the shapes a sampling step reads.
-
-    The faster of the two storage orders counts, since streaming sampling keeps its weights in
-    the transposed one (see sample.Stepper) and a bound must hold for either.
-    """
+def matvec_passes(shape: BenchShape) -> list[Callable[[], None]]:
+    """Matrix-vector products over matrices of the shapes a sampling step reads, as many passes as a
+    sample has steps: one callable per storage order, since streaming sampling keeps its weights in
+    the transposed one (see sample.Stepper) and a bound must hold for either."""
     matrices = [torch.randn(rows, cols) for rows, cols in shape.step_matrices()]
     vectors = [torch.randn(cols) for _, cols in shape.step_matrices()]
-    transposed = [m.t().contiguous().t() for m in matrices]
 
-    def one_pass(stored):
-        for matrix, vector in zip(stored, vectors):
-            torch.mv(matrix, vector)
+    def passes(stored):
+        for _ in range(SAMPLE_LENGTH):
+            for matrix, vector in zip(stored, vectors):
+                torch.mv(matrix, vector)
 
-    seconds = alternating_seconds_per_call(
-        [functools.partial(one_pass, matrices), functools.partial(one_pass, transposed)], min_time_s
-    )
-    return shape.streamed_bytes_per_step() / min(seconds) / 1e9
+    return [functools.partial(passes, matrices), functools.partial(passes, [m.t().contiguous().t() for m in matrices])]
 
 
 _CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
 
 
-def sampling_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> tuple[float, float]:
-    """Characters per second of charrnn's sampling and of a bare single-step-cell loop, timed in alternation."""
+def _sampler(model: CharRNN, num_samples: int) -> Callable[[], None]:
     vocab = Vocabulary(list(alphabet(model.config.vocab_size)))
     config = SampleConfig(length=SAMPLE_LENGTH, num_samples=num_samples, seed=0)
 
@@ -279,7 +273,24 @@ def sampling_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) ->
         for _ in generate(model, vocab, config, "", 0):
             pass
 
-    sample_s, loop_s = alternating_seconds_per_call([sample, _cell_loop(model, num_samples)], min_time_s)
+    return sample
+
+
+def streaming_rates(model: CharRNN, shape: BenchShape, min_time_s: float) -> tuple[float, float, float]:
+    """Batch-1 sampling and the bare cell loop (characters/s), and the matrix-vector bandwidth (GB/s),
+    timed in alternation so that a neighbour's load slows the rates and their bound alike."""
+    sample_s, loop_s, *pass_s = alternating_seconds_per_call(
+        [_sampler(model, 1), _cell_loop(model, 1), *matvec_passes(shape)], min_time_s
+    )
+    bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / min(pass_s) / 1e9
+    return SAMPLE_LENGTH / sample_s, SAMPLE_LENGTH / loop_s, bandwidth
+
+
+def batch_sampling_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> tuple[float, float]:
+    """Characters per second of charrnn's sampling and of the bare cell loop at `num_samples`, timed in alternation."""
+    sample_s, loop_s = alternating_seconds_per_call(
+        [_sampler(model, num_samples), _cell_loop(model, num_samples)], min_time_s
+    )
     return SAMPLE_LENGTH * num_samples / sample_s, SAMPLE_LENGTH * num_samples / loop_s
 
 
@@ -339,11 +350,10 @@ def run(
     model = CharRNN(shape.model_config()).eval()
     announce("evaluation")
     evaluation = eval_chars_per_s(model, eval_chars, min_time_s)
-    announce("matrix-vector bandwidth")
-    bandwidth = matvec_gb_per_s(shape, min_time_s)
-    announce("sampling")
-    sample, cell_loop = sampling_chars_per_s(model, 1, min_time_s)
-    batch_sample, batch_cell_loop = sampling_chars_per_s(model, shape.num_samples, min_time_s)
+    announce("streaming sampling and matrix-vector bandwidth")
+    sample, cell_loop, bandwidth = streaming_rates(model, shape, min_time_s)
+    announce(f"sampling {shape.num_samples} side by side")
+    batch_sample, batch_cell_loop = batch_sampling_chars_per_s(model, shape.num_samples, min_time_s)
     return BenchReport(
         shape=shape,
         threads=torch.get_num_threads(),

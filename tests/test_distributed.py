@@ -13,7 +13,16 @@ from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
 from charrnn.train import Trainer
 
-SHAPE = {"cell": "lstm", "num_layers": 2, "hidden_size": 24, "embed_size": 8, "dropout": 0.0, "embed_dropout": 0.0}
+# No dropout of any kind: each process draws its own masks, so only a model without them can match one process.
+SHAPE = {
+    "cell": "lstm",
+    "num_layers": 2,
+    "hidden_size": 24,
+    "embed_size": 8,
+    "dropout": 0.0,
+    "embed_dropout": 0.0,
+    "weight_drop": 0.0,
+}
 # Within the warm-up the learning rate does not depend on the budget, so a run cut at step 6 and
 # resumed to step 12 follows the same schedule as one that ran 12 steps straight.
 TRAIN = {"seq_len": 16, "batch_size": 8, "eval_every": 6, "warmup_steps": 100, "lr": 1e-2}
@@ -101,3 +110,10 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, 
     finally:
         resumed.close()
     assert_same_run(tmp_path / "cut-one", reference)
+
+
+@pytest.mark.slow
+def test_weight_drop_trains_under_two_processes(tmp_path, text_file):
+    torchrun(tmp_path / "two", text_file, 3, "--weight-drop=0.25")
+    assert len(losses(tmp_path / "two")) == 3
+    assert checkpoint.load(tmp_path / "two" / "last.pt")["model_config"]["weight_drop"] == 0.25
