@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -27,7 +26,6 @@ class CharRNN(nn.Module):
         # A bidirectional model fills gaps (charrnn/fill.py). Its mask is an input row beyond the
         # vocabulary, so a literal mask character in the text stays an ordinary character.
         self.embedding = nn.Embedding(config.vocab_size + config.bidirectional, config.embed_size)
-        self.embed_dropout = nn.Dropout(config.embed_dropout)
         extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
         self.rnn = _FUSED[config.cell](
             input_size=config.embed_size,
@@ -38,7 +36,6 @@ class CharRNN(nn.Module):
             bidirectional=config.bidirectional,
             **extra,
         )
-        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear((1 + config.bidirectional) * config.hidden_size, config.vocab_size)
         directions = ("", "_reverse") if config.bidirectional else ("",)
         self._layers = list(itertools.product(range(config.num_layers), directions))
@@ -65,24 +62,32 @@ class CharRNN(nn.Module):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
-        x = self.embed_dropout(self.embedding(ids))
+        x = dropout(self.embedding(ids), self.config.embed_dropout, self.training)
         if self.training and self.config.weight_drop > 0:
             output, state = self._rnn_with_dropped_recurrent_weights(x, state)
         else:
             output, state = self.rnn(x, state)
-        return self.head(self.dropout(output)), state
+        return self.head(dropout(output, self.config.dropout, self.training)), state
 
     def _rnn_with_dropped_recurrent_weights(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         """DropConnect on every W_hh (Merity et al., 2017, "weight drop"): one mask per batch, the same at
         every step, so the recurrence itself is regularised while the fused kernel still runs it."""
         dropped = {
-            name: F.dropout(getattr(self.rnn, name), self.config.weight_drop)
+            name: dropout(getattr(self.rnn, name), self.config.weight_drop, True)
             for name in (f"weight_hh_l{layer}{direction}" for layer, direction in self._layers)
         }
         return functional_call(self.rnn, dropped, (x, state))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """F.dropout's result, its mask drawn as uniform numbers >= p: on a CPU that took 5.7 ms for a
+    32 x 128 x 384 batch of outputs where F.dropout's bernoulli_ took 16.6, about 5% of a training step."""
+    if not training or p == 0:
+        return x
+    return x * torch.rand_like(x).ge_(p).div_(1 - p)
 
 
 def detach_state(state: State | None) -> State | None:
