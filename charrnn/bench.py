@@ -2,9 +2,9 @@
 
 Pure measurement: `run` returns a `BenchReport`; the CLI renders it. Every rate is the median of
 repeated timed calls after one warm-up call, except the matrix-multiply peak, which is the fastest
-call. Each rate is timed in alternation with the bound it is compared with (training with the bare
-fused cell, sampling with the bare cell loop and the matrix-vector bandwidth), so that a
-neighbour's load on a shared machine slows both alike.
+call. Training is timed in alternation with the bare fused cell, and sampling with the bare cell
+loop (and, at batch 1, with the matrix-vector bandwidth), so that a neighbour's load on a shared
+machine slows each rate and its bound alike; the other ratios compare separate measurements.
 """
 
 from __future__ import annotations
@@ -190,7 +190,8 @@ def synthetic_text(vocab_size: int, length: int, seed: int = 0) -> str:
 
 
 def encoding(data: str) -> CorpusBench:
-    """Time encoding `data` afresh into a scratch cache, leaving the corpus's own cache alone."""
+    """Time encoding `data` afresh into a scratch cache (the training measurement then uses, or makes,
+    the corpus's own cache, as `charrnn train` would)."""
     path = corpus.resolve(data)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -21,6 +21,9 @@ from charrnn.errors import CharRNNError
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 BEST, LAST = "best.pt", "last.pt"
+# Model options added since checkpoints first had this format, each with the value that means "as
+# before": a model saved without one trained without it, and resuming it must not switch it on.
+ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
 _TEMP_MARK = ".tmp-"
 
 
@@ -145,4 +148,6 @@ def load(path: Path) -> dict:
             f"{path} is damaged: its contents do not match the SHA-256 it carries. "
             "Use another checkpoint, e.g. the run's last.pt or best.pt"
         )
+    if isinstance(content.get("model_config"), dict):
+        content["model_config"] = {**ADDED_MODEL_OPTIONS, **content["model_config"]}
     return content

@@ -22,7 +22,8 @@ from charrnn import corpus
 from charrnn.data import SKIP_HINT, Vocabulary, smallest_dtype
 from charrnn.errors import CharRNNError
 
-# Small pieces keep each step's buffers in cache and reuse freed memory; 16 MiB ones ran 6x slower.
+# Small pieces keep each step's buffers in cache and reuse freed memory: with 16 MB pieces, encoding
+# a 200 MB file ran 2.6x slower.
 PIECE_BYTES = 1 << 20
 MAX_CODE_POINT = 0x10FFFF
 MAGIC = "charrnn-ids 1"

@@ -32,6 +32,8 @@ from charrnn.objectives import objective_for
 from charrnn.rundir import METRICS, RunDir
 
 MIN_LR_FRACTION = 0.1
+# What --init-from lets a fine-tuning run change: only what acts in training, never the model's shape.
+FINE_TUNABLE = ("dropout", "embed_dropout", "weight_drop")
 # Options that define what a run is; a resume must not change them.
 RESUMABLE_OPTIONS = ("max_steps", "max_time", "eval_every", "device", "precision", "compile")
 
@@ -193,9 +195,9 @@ class Trainer:
 
     @staticmethod
     def _fine_tuning_options(base: dict, model_options: dict) -> dict:
-        """The model of --init-from, with only its dropout open to change."""
+        """The model of --init-from, with only its regularisers (the kinds of dropout) open to change."""
         for name, value in model_options.items():
-            if name != "dropout" and base["model_config"].get(name) != value:
+            if name not in FINE_TUNABLE and base["model_config"].get(name) != value:
                 raise CharRNNError(
                     f"--{name.replace('_', '-')} {value} differs from the model given to --init-from "
                     f"({base['model_config'].get(name)}). Leave it out to fine-tune that model as it is"

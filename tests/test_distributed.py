@@ -115,5 +115,6 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, 
 @pytest.mark.slow
 def test_weight_drop_trains_under_two_processes(tmp_path, text_file):
     torchrun(tmp_path / "two", text_file, 3, "--weight-drop=0.25")
-    assert len(losses(tmp_path / "two")) == 3
+    # Two processes without weight drop match one process (above); with it, the masks change the losses.
+    assert losses(tmp_path / "two") != pytest.approx(losses(single_process(tmp_path / "one", text_file, 3)), rel=1e-5)
     assert checkpoint.load(tmp_path / "two" / "last.pt")["model_config"]["weight_drop"] == 0.25

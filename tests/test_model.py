@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charrnn.config import ModelConfig
-from charrnn.model import CharRNN, detach_state, gru_step, layer_weights, lstm_step, rnn_step
+from charrnn.model import CharRNN, detach_state, dropout, gru_step, layer_weights, lstm_step, rnn_step
 from charrnn.sample import Stepper
 
 
@@ -128,7 +128,7 @@ def test_embed_dropout_zeroes_and_rescales_the_inputs_only_while_training():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_weight_drop_masks_the_recurrent_weights_while_training_only(bidirectional):
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=7, hidden_size=32, embed_size=4, dropout=0.0, embed_dropout=0.0)
+    config = ModelConfig(vocab_size=7, hidden_size=32, embed_size=4, dropout=0.0, embed_dropout=0.0, weight_drop=0.0)
     plain = CharRNN(dataclasses.replace(config, bidirectional=bidirectional))
     dropped = CharRNN(dataclasses.replace(config, bidirectional=bidirectional, weight_drop=0.5))
     dropped.load_state_dict(plain.state_dict())
@@ -146,6 +146,19 @@ def test_weight_drop_masks_the_recurrent_weights_while_training_only(bidirection
     assert torch.equal(dropped.rnn(inputs)[0], plain.rnn(inputs)[0])
     dropped.eval(), plain.eval()
     assert torch.equal(dropped(ids)[0], plain(ids)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.2, 0.9])
+def test_dropout_keeps_each_element_with_probability_one_minus_p_and_rescales_it(p, dtype):
+    torch.manual_seed(0)
+    x = (torch.rand(200_000) + 1).to(dtype)
+    y = dropout(x, p, training=True)
+    dropped = y == 0
+    assert y.dtype == dtype
+    assert dropped.float().mean().item() == pytest.approx(p, abs=0.005)
+    torch.testing.assert_close(y[~dropped], x[~dropped] / (1 - p))
+    assert torch.equal(dropout(x, p, training=False), x)
 
 
 def test_detach_state_cuts_the_graph():

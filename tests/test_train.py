@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 
+from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.errors import CharRNNError
 from charrnn.train import Trainer
@@ -51,10 +52,11 @@ def test_loss_goes_down_and_best_is_kept(tiny_run):
     assert best == min(line["val_loss"] for line in lines if line["val_loss"] is not None)
 
 
-@pytest.mark.parametrize("stop_at", [7, 10])
-def test_resume_is_exact(tmp_path, text_file, stop_at):
-    train_run(tmp_path / "whole", text_file)
-    interrupt_and_resume(tmp_path / "split", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), stop_at)
+@pytest.mark.parametrize("stop_at, weight_drop", [(7, 0.0), (10, 0.0), (7, 0.25)])
+def test_resume_is_exact(tmp_path, text_file, stop_at, weight_drop):
+    model = {**TINY_MODEL, "weight_drop": weight_drop}
+    train_run(tmp_path / "whole", text_file, model)
+    interrupt_and_resume(tmp_path / "split", {"data": str(text_file), **TINY_TRAIN}, model, stop_at)
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     whole, split = load(tmp_path / "whole" / "last.pt"), load(tmp_path / "split" / "last.pt")
     for name, value in whole.model.state_dict().items():
@@ -64,6 +66,21 @@ def test_resume_is_exact(tmp_path, text_file, stop_at):
 def test_resume_refuses_a_changed_option(tiny_run):
     with pytest.raises(CharRNNError, match=r"--hidden-size 64 differs from the run being resumed \(32\)"):
         Trainer(tiny_run, {}, {"hidden_size": 64}, resume=True)
+
+
+def test_a_run_saved_before_weight_drop_existed_resumes_without_it(tmp_path, text_file):
+    train_run(tmp_path / "run", text_file, max_steps=4)
+    for name in ("last.pt", "best.pt"):
+        content = checkpoint.load(tmp_path / "run" / name)
+        del content["model_config"]["weight_drop"]
+        checkpoint.save(tmp_path / "run" / name, content)
+    trainer = Trainer(tmp_path / "run", {"max_steps": 6}, {}, resume=True)
+    try:
+        assert trainer.model_config.weight_drop == 0.0
+        list(trainer.run())
+    finally:
+        trainer.close()
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["model_config"]["weight_drop"] == 0.0
 
 
 def test_resume_with_a_longer_budget_continues(tmp_path, text_file):
@@ -135,6 +152,10 @@ def test_fine_tuning_from_a_checkpoint(tiny_run, tmp_path):
         Trainer(tmp_path / "a", options, {})
     with pytest.raises(CharRNNError, match="--hidden-size 8 differs from the model given to --init-from"):
         Trainer(tmp_path / "b", {**options, "skip_unknown": True}, {"hidden_size": 8})
+    regularised = {"dropout": 0.5, "embed_dropout": 0.2, "weight_drop": 0.3}
+    retuned = Trainer(tmp_path / "d", {**options, "skip_unknown": True}, regularised)
+    retuned.close()
+    assert {k: getattr(retuned.model_config, k) for k in regularised} == regularised
     trainer = Trainer(tmp_path / "c", {**options, "skip_unknown": True}, {})
     try:
         assert trainer.skipped_chars == 1
