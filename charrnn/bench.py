@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from charrnn import corpus, corpus_ids
-from charrnn.config import ModelConfig, SampleConfig
+from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.data import TRAIN_FRACTION, Vocabulary, min_train_chars
 from charrnn.evaluate import evaluate
 from charrnn.model import CharRNN, layer_weights
@@ -43,13 +43,15 @@ FORWARD_AND_BACKWARD = 3
 
 @dataclass(frozen=True)
 class BenchShape:
-    cell: str = "lstm"
-    num_layers: int = 2
-    hidden_size: int = 512
-    embed_size: int = 64
+    """A model and batch shape to measure; by default the default model's, read from its configs."""
+
+    cell: str = ModelConfig.cell
+    num_layers: int = ModelConfig.num_layers
+    hidden_size: int = ModelConfig.hidden_size
+    embed_size: int = ModelConfig.embed_size
     vocab_size: int = DEFAULT_VOCAB_SIZE
-    batch_size: int = 32
-    seq_len: int = 128
+    batch_size: int = TrainConfig.batch_size
+    seq_len: int = TrainConfig.seq_len
     num_samples: int = 32
 
     def model_config(self) -> ModelConfig:
