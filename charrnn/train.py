@@ -96,6 +96,7 @@ class Trainer:
     ):
         self.run_dir = RunDir(out_dir)
         self.stop = stop or threading.Event()
+        self.ran_to_the_end = False
         saved = self._saved_run(resume, force, train_options, model_options)
         if saved is None and "max_steps" not in train_options and "max_time" not in train_options:
             train_options = {**train_options, "max_steps": DEFAULT_MAX_STEPS}
@@ -239,7 +240,7 @@ class Trainer:
 
     def close(self) -> None:
         self.run_dir.unlock()
-        distributed.stop()
+        distributed.stop(all_done=self.ran_to_the_end)
 
     def budget_fraction(self) -> float:
         fractions = []
@@ -357,6 +358,8 @@ class Trainer:
                 yield progress
         if stopping:
             self._save_last()
+        # Every process leaves the loop at the same step, agreed by the all-reduce above.
+        self.ran_to_the_end = True
 
     def _save_last(self) -> None:
         content = self.content(full=True)
