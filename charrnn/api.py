@@ -8,6 +8,7 @@ from pathlib import Path
 from charrnn import checkpoint
 from charrnn.config import ModelConfig, SampleConfig
 from charrnn.data import Vocabulary
+from charrnn.dynamic import dynamic_evaluate
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, evaluate
 from charrnn.fill import Filled, fill
@@ -45,11 +46,13 @@ class Loaded:
         config = SampleConfig(length=length, temperature=temperature, seed=seed, **options)
         return prime + "".join(chars[0] for chars in generate(self.model, self.vocab, config, prime, seed))
 
-    def score(self, text: str, skip_unknown: bool = False) -> EvalResult:
-        """Loss, bits per character and perplexity of `text`, each character predicted from those before it."""
+    def score(self, text: str, skip_unknown: bool = False, dynamic: bool = False) -> EvalResult:
+        """Loss, bits per character and perplexity of `text`, each character predicted from those before it.
+
+        `dynamic`: a copy of the model learns from the text as it reads it (`charrnn eval --dynamic`)."""
         self.require("lm")
         ids = self.vocab.encode(text, skip_unknown=skip_unknown)
-        return evaluate(self.model, ids, 1, len(ids))
+        return (dynamic_evaluate if dynamic else evaluate)(self.model, ids, 1, len(ids))
 
     def fill(self, text: str, mask_char: str = "_", temperature: float = 0.0, seed: int = 0) -> Filled:
         """`text` with each run of `mask_char` replaced by the fill model's characters, and a report per gap."""

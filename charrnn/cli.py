@@ -21,6 +21,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from charrnn import __version__, corpus
+from charrnn import dynamic as dynamic_eval
 from charrnn.config import (
     DEFAULT_MAX_STEPS,
     PRESETS,
@@ -513,6 +514,23 @@ def eval_command(
             help="Fill model only: score the same hidden characters with this language model, from the left.",
         ),
     ] = None,
+    dynamic: Annotated[
+        bool,
+        typer.Option(
+            help="Dynamic evaluation: a copy of the model learns from each segment of the text right after "
+            "scoring it, so it adapts to the passage it reads."
+        ),
+    ] = False,
+    dynamic_lr: Annotated[
+        Optional[float], typer.Option(help="With --dynamic: the size of each step." + default_note(dynamic_eval, "LR"))
+    ] = None,
+    dynamic_decay: Annotated[
+        Optional[float],
+        typer.Option(
+            help="With --dynamic: the share of the way back to the trained weights after each step."
+            + default_note(dynamic_eval, "DECAY")
+        ),
+    ] = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
 ):
@@ -527,6 +545,10 @@ def eval_command(
 
     if split not in ("train", "val", "test"):
         fail(f"unknown split {split!r}. Use train, val or test", 2)
+    if not dynamic and (dynamic_lr is not None or dynamic_decay is not None):
+        fail("--dynamic-lr and --dynamic-decay set dynamic evaluation. Add --dynamic", 2)
+    if dynamic and compare is not None:
+        fail("--compare scores a fill model, which --dynamic does not apply to. Drop one of them", 2)
     loaded = load(checkpoint_path, device or "auto")
     if data is None:
         source = loaded.content["train_config"]["data"]
@@ -542,12 +564,23 @@ def eval_command(
     else:
         ids, skipped = corpus_ids.load(data).under(loaded.vocab, skip_unknown=skip_unknown)
         start, end, what = 1, len(ids), data
+    if dynamic:
+        loaded.require("lm")
     if loaded.objective == "fill" or compare is not None:
         counts = {"skipped": skipped} if skip_unknown else {}
         eval_fill(loaded, ids, start, end, split if data is None else "test", what, compare, counts, as_json, device)
         return
-    result = evaluate(loaded.model, ids, start, end)
-    report = result.as_dict() | ({"skipped": skipped} if skip_unknown else {})
+    report = {}
+    if dynamic:
+        steps = {"lr": dynamic_eval.LR if dynamic_lr is None else dynamic_lr}
+        steps["decay"] = dynamic_eval.DECAY if dynamic_decay is None else dynamic_decay
+        with progress_bar(total=end - max(start, 1), unit="char", desc="dynamic evaluation") as bar:
+            result = dynamic_eval.dynamic_evaluate(loaded.model, ids, start, end, **steps, on_progress=bar.update)
+        report["dynamic"] = steps
+        what += " (dynamic evaluation)"
+    else:
+        result = evaluate(loaded.model, ids, start, end)
+    report = result.as_dict() | report | ({"skipped": skipped} if skip_unknown else {})
     if as_json:
         out.print(json.dumps(report), markup=False)
         return

@@ -1,10 +1,16 @@
 import contextlib
 import io
+import json
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import make_text
+from typer.testing import CliRunner
+
+import charrnn
+from charrnn.cli import app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- api-example"
@@ -35,3 +41,15 @@ def test_an_example_that_fails_fails_the_test(tmp_path, monkeypatch):
     code = api_example(f"{MARKER} -->\n```python\nimport charrnn\ncharrnn.load('runs/none')\n```\n")
     with pytest.raises(Exception, match="no checkpoint at runs/none"):
         exec(compile(code, "README.md", "exec"), {})
+
+
+def test_score_with_dynamic_evaluation_matches_the_cli(tiny_run, tmp_path):
+    text = make_text(2000, seed=9)
+    (tmp_path / "other.txt").write_text(text)
+    loaded = charrnn.load(tiny_run)
+    dynamic, plain = loaded.score(text, dynamic=True), loaded.score(text)
+    assert dynamic.chars == plain.chars and dynamic.nats != plain.nats
+    result = CliRunner().invoke(
+        app, ["eval", str(tiny_run), "--data", str(tmp_path / "other.txt"), "--dynamic", "--json"]
+    )
+    assert json.loads(result.stdout)["bpc"] == pytest.approx(dynamic.bpc, rel=1e-9)

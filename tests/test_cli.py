@@ -92,6 +92,19 @@ def test_eval_other_text_and_unknown_characters(tiny_run, tmp_path):
     assert json.loads(result.stdout)["skipped"] == 2
 
 
+def test_eval_dynamic(tiny_run):
+    static = json.loads(run("eval", tiny_run, "--split", "val", "--json").stdout)
+    result = run("eval", tiny_run, "--split", "val", "--dynamic", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dynamic"] == {"lr": 1e-3, "decay": 0.003}
+    assert report["chars"] == static["chars"] and report["bpc"] != static["bpc"]
+    faster = json.loads(run("eval", tiny_run, "--split", "val", "--dynamic", "--dynamic-lr", 0.01, "--json").stdout)
+    assert faster["dynamic"]["lr"] == 0.01 and faster["bpc"] != report["bpc"]
+    text = run("eval", tiny_run, "--split", "val", "--dynamic").stdout
+    assert "(dynamic evaluation)" in text and f"{report['bpc']:.4f} bits/char" in text
+
+
 def test_import_without_typer_or_rich():
     code = (
         "import sys; sys.modules['typer'] = None; sys.modules['rich'] = None\n"
@@ -224,6 +237,13 @@ def test_sample_missing_prime_file(tiny_run, tmp_path):
 
 def test_eval_unknown_split(tiny_run):
     assert_error(run("eval", tiny_run, "--split", "dev"), "unknown split 'dev'", code=2)
+
+
+def test_eval_dynamic_settings(tiny_run):
+    assert_error(run("eval", tiny_run, "--dynamic-lr", 0.01), "Add --dynamic", code=2)
+    assert_error(run("eval", tiny_run, "--dynamic-decay", 0.1), "Add --dynamic", code=2)
+    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-lr", 0), "--dynamic-lr must be positive")
+    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-decay", 1), "--dynamic-decay must be in [0, 1)")
 
 
 def test_eval_missing_checkpoint(tmp_path):

@@ -178,3 +178,5 @@ def test_cli_errors(tmp_path, text_file, fill_model_run, tiny_run):
     assert_error(run("fill", fill_model_run), "pass the text", code=2)
     assert_error(run("eval", tiny_run, "--compare", fill_model_run), "Pass the fill model first")
     assert_error(run("eval", fill_model_run, "--compare", fill_model_run), "not a language model")
+    assert_error(run("eval", fill_model_run, "--dynamic"), "fill model", "--objective lm")
+    assert_error(run("eval", fill_model_run, "--dynamic", "--compare", tiny_run), "--dynamic does not apply", code=2)
