@@ -55,21 +55,21 @@ def dynamic_evaluate(
         raise CharRNNError(f"--dynamic-decay must be in [0, 1), got {decay}. Pass e.g. {DECAY}")
     device = next(model.parameters()).device
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring, as in `evaluate`
-    params = list(adapted.parameters())
+    params = [p.requires_grad_(True) for p in adapted.parameters()]
     trained = [p.detach().clone() for p in params]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.0, GRAD_SQUARE_AVERAGING))
-    ids = ids.to(device)
+    first = max(0, start - 1 - warmup)
+    text = ids[first:end].long().to(device)  # text[i] is ids[first + i]
     nats = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     # cuDNN computes an RNN's gradient only in training mode; the native kernels have no such rule.
     with torch.backends.cudnn.flags(enabled=False):
         with torch.no_grad():
-            first = max(0, start - 1 - warmup)
-            state = adapted(ids[first : start - 1].long().unsqueeze(0))[1] if first < start - 1 else None
-        for s in range(start, end, SEGMENT_LEN):
-            e = min(s + SEGMENT_LEN, end)
-            logits, state = adapted(ids[s - 1 : e - 1].long().unsqueeze(0), state)
-            logits, targets = logits.squeeze(0).float(), ids[s:e].long()
+            state = adapted(text[None, : start - 1 - first])[1] if first < start - 1 else None
+        for s in range(start - first, end - first, SEGMENT_LEN):
+            e = min(s + SEGMENT_LEN, end - first)
+            logits, state = adapted(text[None, s - 1 : e - 1], state)
+            logits, targets = logits.squeeze(0).float(), text[s:e]
             loss = F.cross_entropy(logits, targets, reduction="sum")
             nats += loss.detach().double()
             correct += (logits.detach().argmax(-1) == targets).sum()

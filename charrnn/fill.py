@@ -17,6 +17,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Split, Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, evaluate
+from charrnn.sample import draw
 
 IGNORE = -100  # F.cross_entropy's default ignore_index: targets that do not count
 # Evaluation hides the same positions every time: one fixed seed per split (--data texts use the test seed).
@@ -205,7 +206,7 @@ def fill(
         if temperature == 0:
             picks = logits.argmax(-1)
         else:
-            picks = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            picks = draw(F.softmax(logits / temperature, -1), generator)
         picked = F.softmax(logits.double(), -1).gather(1, picks[:, None])[:, 0]
         gaps = gap_of[positions]
         best = torch.full((int(gap_of[-1]) + 1,), -1.0, dtype=torch.double).scatter_reduce(0, gaps, picked, "amax")

@@ -5,7 +5,7 @@ from charrnn.api import load
 from charrnn.config import SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.sample import choose, generate
+from charrnn.sample import choose, draw, generate
 
 
 def text_of(loaded, prime="", **options):
@@ -66,3 +66,27 @@ def test_top_k_and_top_p_keep_only_likely_characters():
     assert draws(SampleConfig(temperature=1, top_p=0.75)) == {0, 1}
     assert draws(SampleConfig(temperature=1, top_p=0.85)) == {0, 1, 2}
     assert draws(SampleConfig(temperature=1)) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_draws_follow_the_softmax_at_the_temperature(temperature):
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = torch.log(probs).repeat(20_000, 1)
+    picks = choose(logits, SampleConfig(temperature=temperature), torch.Generator().manual_seed(0))
+    expected = probs ** (1 / temperature) / (probs ** (1 / temperature)).sum()
+    counts = torch.bincount(picks, minlength=5).double()
+    # Within 4 standard deviations of a binomial count; a character of probability 0 never comes.
+    assert torch.all((counts - 20_000 * expected).abs() <= 4 * (20_000 * expected * (1 - expected)).sqrt())
+    assert counts[4] == 0
+
+
+def test_a_zero_from_the_exponential_draw_does_not_pick_an_impossible_character(monkeypatch):
+    monkeypatch.setattr(torch.Tensor, "exponential_", lambda self, generator=None: self.zero_())
+    assert int(draw(torch.tensor([[0.0, 1.0, 0.0]]), torch.Generator())[0]) == 1
+
+
+def test_a_seed_draws_what_torch_multinomial_draws():
+    probs = torch.softmax(torch.randn(32, 75, generator=torch.Generator().manual_seed(0)), -1)
+    for seed in range(5):
+        expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed)).squeeze(1)
+        assert torch.equal(draw(probs, torch.Generator().manual_seed(seed)), expected)
