@@ -41,9 +41,11 @@ $(RUN)/summary.json: | $(STAMP) corpora/alice.txt
 sample: | $(STAMP)
 	$(CHARRNN) sample $(RUN) --length 1000
 
+# Plain scores of both held-out splits, then the test split with dynamic evaluation.
 eval: | $(STAMP)
 	$(CHARRNN) eval $(RUN) --split val
 	$(CHARRNN) eval $(RUN) --split test
+	$(CHARRNN) eval $(RUN) --split test --dynamic
 
 # Training, evaluation and sampling speed of the default model against this machine's limits.
 bench: | $(STAMP)

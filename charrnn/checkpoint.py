@@ -16,14 +16,12 @@ from pathlib import Path
 
 import torch
 
+from charrnn.config import ADDED_MODEL_OPTIONS
 from charrnn.errors import CharRNNError
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 BEST, LAST = "best.pt", "last.pt"
-# Model options added since checkpoints first had this format, each with the value that means "as
-# before": a model saved without one trained without it, and resuming it must not switch it on.
-ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
 _TEMP_MARK = ".tmp-"
 
 

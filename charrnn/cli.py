@@ -82,10 +82,11 @@ def main_options(
     """charrnn: character-level recurrent language models."""
 
 
-def default_note(config_class, name: str) -> str:
-    """A dataclass default for --help: the options themselves default to None so that a resume, a config
-    file and a preset can tell which ones the user gave. The bracket is escaped from rich's markup."""
-    return f" \\[default: {getattr(config_class, name)}]"
+def default_note(owner, name: str) -> str:
+    """A default for --help, read from the dataclass or module that holds it: the options themselves default
+    to None so that a resume, a config file and a preset can tell which ones the user gave. The bracket is
+    escaped from rich's markup."""
+    return f" \\[default: {getattr(owner, name)}]"
 
 
 def progress_bar(main: bool = True, **kwargs) -> tqdm:
@@ -549,7 +550,12 @@ def eval_command(
         fail("--dynamic-lr and --dynamic-decay set dynamic evaluation. Add --dynamic", 2)
     if dynamic and compare is not None:
         fail("--compare scores a fill model, which --dynamic does not apply to. Drop one of them", 2)
+    settings = {"lr": dynamic_eval.LR if dynamic_lr is None else dynamic_lr}
+    settings["decay"] = dynamic_eval.DECAY if dynamic_decay is None else dynamic_decay
+    dynamic_eval.check_settings(**settings)
     loaded = load(checkpoint_path, device or "auto")
+    if dynamic:
+        loaded.require("lm")
     if data is None:
         source = loaded.content["train_config"]["data"]
         encoded = corpus_ids.load(source)
@@ -564,19 +570,15 @@ def eval_command(
     else:
         ids, skipped = corpus_ids.load(data).under(loaded.vocab, skip_unknown=skip_unknown)
         start, end, what = 1, len(ids), data
-    if dynamic:
-        loaded.require("lm")
     if loaded.objective == "fill" or compare is not None:
         counts = {"skipped": skipped} if skip_unknown else {}
         eval_fill(loaded, ids, start, end, split if data is None else "test", what, compare, counts, as_json, device)
         return
     report = {}
     if dynamic:
-        steps = {"lr": dynamic_eval.LR if dynamic_lr is None else dynamic_lr}
-        steps["decay"] = dynamic_eval.DECAY if dynamic_decay is None else dynamic_decay
         with progress_bar(total=end - max(start, 1), unit="char", desc="dynamic evaluation") as bar:
-            result = dynamic_eval.dynamic_evaluate(loaded.model, ids, start, end, **steps, on_progress=bar.update)
-        report["dynamic"] = steps
+            result = dynamic_eval.dynamic_evaluate(loaded.model, ids, start, end, **settings, on_progress=bar.update)
+        report["dynamic"] = settings
         what += " (dynamic evaluation)"
     else:
         result = evaluate(loaded.model, ids, start, end)
@@ -590,6 +592,8 @@ def eval_command(
         markup=False,
     )
     if not math.isfinite(result.loss):
+        if dynamic:
+            fail("the score is not finite: the adapted weights diverged. Pass a smaller --dynamic-lr")
         fail("the score is not finite. The checkpoint may hold non-finite weights; use an earlier one")
 
 

@@ -56,6 +56,11 @@ class ModelConfig:
         )
 
 
+# Model options added since runs were first saved, each with the value that means "as before": a
+# checkpoint or a run's config.toml without one trained without it, and reusing it must not switch it on.
+ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = "alice"

@@ -11,7 +11,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from charrnn.config import ModelConfig, TrainConfig, parse_duration
+from charrnn.config import ADDED_MODEL_OPTIONS, ModelConfig, TrainConfig, parse_duration
 from charrnn.errors import CharRNNError
 
 CONFIG = "config.toml"
@@ -50,6 +50,10 @@ def read(path: Path) -> tuple[dict, dict]:
             if not _fits(value, fields[key]):
                 raise CharRNNError(f"{path}: [{name}] {key} = {value!r} should be {fields[key]}. Fix the value")
             options[name][key] = value
+    if "vocab_size" in tables.get("model", {}):
+        # Only a run writes vocab_size, and a run writes every option it had, so one missing here is
+        # an option added since that run, which it trained without.
+        options["model"] = {**ADDED_MODEL_OPTIONS, **options["model"]}
     return options["train"], options["model"]
 
 

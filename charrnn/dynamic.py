@@ -15,6 +15,7 @@ ones, so a long text cannot pull them arbitrarily far.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 
 import torch
@@ -23,12 +24,20 @@ import torch.nn.functional as F
 from charrnn.data import WARMUP_CHARS
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult
+from charrnn.model import detach_state
 
 # Chosen on the validation split of Alice with the default model (README, "Dynamic evaluation").
 LR = 1e-3
 DECAY = 0.003
 SEGMENT_LEN = 32
 GRAD_SQUARE_AVERAGING = 0.99
+
+
+def check_settings(lr: float, decay: float) -> None:
+    if not (math.isfinite(lr) and lr > 0):
+        raise CharRNNError(f"--dynamic-lr must be a positive number, got {lr}. Pass e.g. {LR}")
+    if not 0 <= decay < 1:
+        raise CharRNNError(f"--dynamic-decay must be in [0, 1), got {decay}. Pass e.g. {DECAY}")
 
 
 def dynamic_evaluate(
@@ -49,10 +58,7 @@ def dynamic_evaluate(
     start = max(start, 1)
     if end <= start:
         raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
-    if lr <= 0:
-        raise CharRNNError(f"--dynamic-lr must be positive, got {lr}. Pass e.g. {LR}")
-    if not 0 <= decay < 1:
-        raise CharRNNError(f"--dynamic-decay must be in [0, 1), got {decay}. Pass e.g. {DECAY}")
+    check_settings(lr, decay)
     device = next(model.parameters()).device
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring, as in `evaluate`
     params = [p.requires_grad_(True) for p in adapted.parameters()]
@@ -62,10 +68,10 @@ def dynamic_evaluate(
     text = ids[first:end].long().to(device)  # text[i] is ids[first + i]
     nats = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.no_grad():
+        state = adapted(text[None, : start - 1 - first])[1] if first < start - 1 else None
     # cuDNN computes an RNN's gradient only in training mode; the native kernels have no such rule.
     with torch.backends.cudnn.flags(enabled=False):
-        with torch.no_grad():
-            state = adapted(text[None, : start - 1 - first])[1] if first < start - 1 else None
         for s in range(start - first, end - first, SEGMENT_LEN):
             e = min(s + SEGMENT_LEN, end - first)
             logits, state = adapted(text[None, s - 1 : e - 1], state)
@@ -73,7 +79,7 @@ def dynamic_evaluate(
             loss = F.cross_entropy(logits, targets, reduction="sum")
             nats += loss.detach().double()
             correct += (logits.detach().argmax(-1) == targets).sum()
-            state = tuple(h.detach() for h in state) if isinstance(state, tuple) else state.detach()
+            state = detach_state(state)
             optimizer.zero_grad(set_to_none=True)
             (loss / (e - s)).backward()
             optimizer.step()

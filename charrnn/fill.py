@@ -17,7 +17,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Split, Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, evaluate
-from charrnn.sample import draw
+from charrnn.sample import draw, require_finite_weights
 
 IGNORE = -100  # F.cross_entropy's default ignore_index: targets that do not count
 # Evaluation hides the same positions every time: one fixed seed per split (--data texts use the test seed).
@@ -185,6 +185,7 @@ def fill(
         raise CharRNNError(f"the mask must be one character, got {mask_char!r}. Pass e.g. --mask-char _")
     if temperature < 0:
         raise CharRNNError(f"--temperature must be 0 or more, got {temperature}. Use 0 for the likeliest characters")
+    require_finite_weights(model)
     codepoints = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
     hidden = codepoints == ord(mask_char)
     if not bool(hidden.any()):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from charrnn.config import SampleConfig
 from charrnn.data import Vocabulary
+from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, layer_weights
 
 PRIME_HINT = "Use only characters from the training text in --prime"
@@ -75,6 +76,16 @@ def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generato
     return draw(F.softmax(logits, dim=-1), generator)
 
 
+def require_finite_weights(model) -> None:
+    """`draw` does not check its probabilities, as torch.multinomial did at every step; weights are what
+    make them NaN, so they are checked once, before sampling starts."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise CharRNNError(
+            "the checkpoint holds non-finite weights, so it has no distribution to sample from. "
+            "Use an earlier checkpoint, e.g. the run's best.pt"
+        )
+
+
 def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row of `probs` (batch, vocab), index i with probability probs[:, i].
 
@@ -97,6 +108,7 @@ def generate(
     With no prime, the state starts after a newline, or after a random character (which is
     yielded first) when the vocabulary has no newline.
     """
+    require_finite_weights(model)
     device = next(model.parameters()).device
     # A generator on the model's device: the same seed gives the same text on the same kind of device.
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -5,6 +5,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from charrnn import checkpoint, dynamic
 from charrnn.cli import app
 from tests.conftest import make_text
 
@@ -97,7 +98,7 @@ def test_eval_dynamic(tiny_run):
     result = run("eval", tiny_run, "--split", "val", "--dynamic", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["dynamic"] == {"lr": 1e-3, "decay": 0.003}
+    assert report["dynamic"] == {"lr": dynamic.LR, "decay": dynamic.DECAY}
     assert report["chars"] == static["chars"] and report["bpc"] != static["bpc"]
     faster = json.loads(run("eval", tiny_run, "--split", "val", "--dynamic", "--dynamic-lr", 0.01, "--json").stdout)
     assert faster["dynamic"]["lr"] == 0.01 and faster["bpc"] != report["bpc"]
@@ -242,8 +243,18 @@ def test_eval_unknown_split(tiny_run):
 def test_eval_dynamic_settings(tiny_run):
     assert_error(run("eval", tiny_run, "--dynamic-lr", 0.01), "Add --dynamic", code=2)
     assert_error(run("eval", tiny_run, "--dynamic-decay", 0.1), "Add --dynamic", code=2)
-    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-lr", 0), "--dynamic-lr must be positive")
+    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-lr", 0), "--dynamic-lr must be a positive number")
+    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-lr", "nan"), "--dynamic-lr must be a positive number")
     assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-decay", 1), "--dynamic-decay must be in [0, 1)")
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_by_sample_and_eval(tiny_run, tmp_path):
+    content = checkpoint.load(tiny_run / "best.pt")
+    content["model"]["head.weight"][0, 0] = float("nan")
+    checkpoint.save(tmp_path / "nan.pt", content)
+    assert_error(run("sample", tmp_path / "nan.pt", "--seed", 1), "non-finite weights", "earlier checkpoint")
+    assert_error(run("eval", tmp_path / "nan.pt"), "not finite", "non-finite weights")
+    assert_error(run("eval", tmp_path / "nan.pt", "--dynamic"), "not finite", "--dynamic-lr")
 
 
 def test_eval_missing_checkpoint(tmp_path):

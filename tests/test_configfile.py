@@ -10,7 +10,7 @@ from tests.test_cli import TINY, assert_error, run
 
 def test_written_values_read_back_the_same(tmp_path):
     tables = {
-        "model": {"vocab_size": 40, "cell": "gru", "dropout": 0.25},
+        "model": {"vocab_size": 40, "cell": "gru", "dropout": 0.25, "weight_drop": 0.5},
         "train": {"data": 'odd "name"\\\ttab\x7f', "lr": 2e-05, "max_time": None, "compile": True, "seed": 7},
     }
     configfile.write(tmp_path / "c.toml", tables)
@@ -19,7 +19,7 @@ def test_written_values_read_back_the_same(tmp_path):
         "train": {k: v for k, v in tables["train"].items() if v is not None},
     }
     train, model = configfile.read(tmp_path / "c.toml")
-    assert model == {"cell": "gru", "dropout": 0.25}  # the vocabulary comes from the text
+    assert model == {"cell": "gru", "dropout": 0.25, "weight_drop": 0.5}  # the vocabulary comes from the text
     assert train["lr"] == 2e-05 and train["compile"] is True
 
 
@@ -73,3 +73,12 @@ def test_a_runs_own_config_reproduces_it(tmp_path, text_file):
 
 def test_missing_config_file(tmp_path):
     assert_error(run("train", "--config", tmp_path / "none.toml"), "no such config file", "--config")
+
+
+def test_a_run_file_from_before_an_option_existed_reads_as_trained_without_it(tmp_path):
+    old_run = tmp_path / "old.toml"
+    old_run.write_text('[model]\nvocab_size = 75\ncell = "lstm"\ndropout = 0.3\n\n[train]\nlr = 0.01\n')
+    hand_written = tmp_path / "mine.toml"
+    hand_written.write_text('[model]\ncell = "lstm"\ndropout = 0.3\n')
+    assert configfile.read(old_run)[1] == {"cell": "lstm", "dropout": 0.3, "weight_drop": 0.0}
+    assert configfile.read(hand_written)[1] == {"cell": "lstm", "dropout": 0.3}

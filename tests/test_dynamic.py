@@ -20,14 +20,33 @@ def repeated_pattern(n):
     return torch.tensor([0, 1, 2, 3, 4, 5, 1, 3] * (n // 8), dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_the_first_segment_is_scored_before_anything_is_learned_from_it(cell):
+@pytest.mark.parametrize(("cell", "start", "warmup"), [("rnn", 200, 1000), ("lstm", 200, 1000), ("gru", 300, 50)])
+def test_the_first_segment_is_scored_before_anything_is_learned_from_it(cell, start, warmup):
     model, ids = untrained(cell), repeated_pattern(400)
-    start = 200
     end = start + dynamic.SEGMENT_LEN
-    assert math.isclose(
-        dynamic_evaluate(model, ids, start, end).nats, evaluate(model, ids, start, end).nats, rel_tol=1e-5
-    )
+    dynamic_score = dynamic_evaluate(model, ids, start, end, warmup=warmup).nats
+    assert math.isclose(dynamic_score, evaluate(model, ids, start, end, warmup=warmup).nats, rel_tol=1e-5)
+
+
+def test_no_segment_is_scored_with_weights_that_read_a_later_one(monkeypatch):
+    scored = []
+    cross_entropy = dynamic.F.cross_entropy
+
+    def recording(*args, **kwargs):
+        loss = cross_entropy(*args, **kwargs)
+        scored.append(float(loss.detach()))
+        return loss
+
+    monkeypatch.setattr(dynamic.F, "cross_entropy", recording)
+    model, text = untrained(), repeated_pattern(2000)
+    length, start = dynamic.SEGMENT_LEN, 1200
+    changed = text.clone()
+    changed[start + 2 * length : start + 3 * length] = (text[start + 2 * length : start + 3 * length] + 1) % 6
+    dynamic_evaluate(model, text, start, start + 3 * length, lr=1e-2, warmup=50)
+    as_read, scored[:] = scored[:], []
+    dynamic_evaluate(model, changed, start, start + 3 * length, lr=1e-2, warmup=50)
+    assert len(as_read) == len(scored) == 3
+    assert as_read[:2] == scored[:2] and as_read[2] != scored[2]
 
 
 def test_it_learns_a_pattern_the_model_never_saw_while_reading_it():
@@ -62,7 +81,11 @@ def test_the_callers_model_is_untouched_and_a_second_run_gives_the_same_score():
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"lr": 0.0}, "--dynamic-lr must be positive"), ({"decay": 1.0}, "--dynamic-decay must be in [0, 1)")],
+    [
+        ({"lr": 0.0}, "--dynamic-lr must be a positive number"),
+        ({"lr": float("nan")}, "--dynamic-lr must be a positive number"),
+        ({"decay": 1.0}, "--dynamic-decay must be in [0, 1)"),
+    ],
 )
 def test_bad_settings_are_refused(options, message):
     with pytest.raises(CharRNNError, match=message.replace("[", r"\[").replace(")", r"\)")):
