@@ -8,8 +8,8 @@ reading (Krause et al., 2018, "Dynamic Evaluation of Neural Sequence Models").
 The step divides each gradient element by its running root mean square (Adam without momentum),
 so its size is about `lr` whatever the gradient's scale; plain SGD gained half as much on Alice's
 validation split, and scaling by the gradients' size on the training text diverged at a rate a
-third above its best. After each step the weights move a fraction `decay` of the way back to the trained
-ones, so a long text cannot pull them arbitrarily far.
+third above its best. After each step the weights move a fraction `decay` of the way back to the
+trained ones, so a long text cannot pull them arbitrarily far.
 """
 
 from __future__ import annotations

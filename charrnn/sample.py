@@ -29,8 +29,9 @@ class Stepper:
         self.cell = config.cell
         self.weights = [layer_weights(model.rnn, layer) for layer in range(config.num_layers)]
         if batch_size == 1:
-            # The same matrices, stored transposed: with them, sampling one stream ran 1.4x (2 x 384) to
-            # 1.9x (2 x 512) faster on a 2-core CPU; at batch 32 the stored layout was 8% faster.
+            # The same matrices, stored transposed: with them, sampling one stream of the default LSTM ran
+            # 1.4x (2 x 384) to 1.9x (2 x 512) faster on a 2-core CPU; some other cells and sizes ran up to
+            # 13% slower (README, Performance), and at batch 32 the stored layout was 8% faster.
             self.weights = [tuple(w.t().contiguous().t() if w.dim() == 2 else w for w in ws) for ws in self.weights]
         self.step_fn = {
             "lstm": torch.lstm_cell,
