@@ -542,7 +542,7 @@ def eval_command(
     use_threads(threads)
     from charrnn import corpus_ids
     from charrnn.api import load
-    from charrnn.evaluate import evaluate
+    from charrnn.evaluate import evaluate, scored_start
 
     if split not in ("train", "val", "test"):
         fail(f"unknown split {split!r}. Use train, val or test", 2)
@@ -576,7 +576,7 @@ def eval_command(
         return
     report = {}
     if dynamic:
-        with progress_bar(total=end - max(start, 1), unit="char", desc="dynamic evaluation") as bar:
+        with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
             result = dynamic_eval.dynamic_evaluate(loaded.model, ids, start, end, **settings, on_progress=bar.update)
         report["dynamic"] = settings
         what += " (dynamic evaluation)"

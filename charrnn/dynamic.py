@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from charrnn.data import WARMUP_CHARS
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import EvalResult
+from charrnn.evaluate import EvalResult, scored_start
 from charrnn.model import detach_state
 
 # Chosen on the validation split of Alice with the default model (README, "Dynamic evaluation").
@@ -55,9 +55,7 @@ def dynamic_evaluate(
     The state is first warmed on the `warmup` characters before `start`, as `evaluate` does.
     `on_progress` receives the number of characters scored after each segment.
     """
-    start = max(start, 1)
-    if end <= start:
-        raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
+    start = scored_start(start, end)
     check_settings(lr, decay)
     device = next(model.parameters()).device
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring, as in `evaluate`

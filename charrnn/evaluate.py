@@ -43,6 +43,15 @@ class EvalResult:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
+def scored_start(start: int, end: int) -> int:
+    """Where scoring of [start, end) begins: the corpus's very first character has no context to be
+    predicted from. An empty span is an error."""
+    start = max(start, 1)
+    if end <= start:
+        raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
+    return start
+
+
 def evaluate(
     model, ids: torch.Tensor, start: int, end: int, warmup: int = WARMUP_CHARS, counted: torch.Tensor | None = None
 ) -> EvalResult:
@@ -55,9 +64,7 @@ def evaluate(
     much left context (or all there is), the first chunk of a validation or test split included.
     The corpus's very first character has no context and is not scored.
     """
-    start = max(start, 1)
-    if end <= start:
-        raise CharRNNError("there is nothing to score in this text. Pass a longer text or another split")
+    start = scored_start(start, end)
     device = next(model.parameters()).device
     chunks = [(s, min(s + CHUNK_LEN, end)) for s in range(start, end, CHUNK_LEN)]
     total = torch.zeros((2,), dtype=torch.float64, device=device)
