@@ -387,8 +387,13 @@ class Trainer:
             checkpoint.save(self.run_dir.path / checkpoint.BEST, self.content(full=False))
         self.elapsed_s += time.perf_counter() - began
         self._save_last()
+        # Validation time counts against the budget, so it may be the validation that ends it.
         return dataclasses.replace(
-            progress, val_loss=val_loss, val_bpc=val_loss / math.log(2), elapsed_s=self.elapsed_s
+            progress,
+            val_loss=val_loss,
+            val_bpc=val_loss / math.log(2),
+            elapsed_s=self.elapsed_s,
+            budget_fraction=self.budget_fraction(),
         )
 
     def outcome(self) -> Outcome:

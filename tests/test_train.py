@@ -1,6 +1,7 @@
 import json
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -33,6 +34,24 @@ def test_same_seed_same_losses(tmp_path, text_file):
     train_run(tmp_path / "c", text_file, seed=2)
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     assert losses(tmp_path / "a") != losses(tmp_path / "c")
+
+
+def test_the_last_progress_ends_the_budget_when_validation_ends_it(tmp_path, text_file, monkeypatch):
+    """Validation time counts against --max-time: a validation that runs past it ends the run, and the
+    progress it reports says so (a progress bar reaches its end; compare prints its summary line)."""
+    trainer = Trainer(
+        tmp_path / "run",
+        {"data": str(text_file), **TINY_TRAIN, "max_steps": None, "max_time": 0.2, "eval_every": 1},
+        TINY_MODEL,
+    )
+    monkeypatch.setattr(trainer, "validate", lambda: time.sleep(0.3) or 1.0)
+    try:
+        reported = list(trainer.run())
+    finally:
+        trainer.close()
+    assert reported[-1].budget_fraction == 1.0
+    assert reported[-1].val_bpc is not None
+    assert trainer.outcome().finished
 
 
 def test_metrics_lines_hold_the_documented_keys(tiny_run):
