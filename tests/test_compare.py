@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn import checkpoint, cli
-from charrnn.cli import app
+from charrnn import checkpoint
+from charrnn.cli import app, lessons
 from charrnn.compare import COLUMNS, DEFAULT_SET, Comparison, Entry, select, validation_curve
 from charrnn.errors import CharRNNError
 from charrnn.rundir import read_metrics
@@ -42,7 +42,7 @@ def test_the_default_set_tells_the_notes_story():
         "lstm-no-dropout",
         "rnn-no-clip",
     ]
-    assert cli.COMPARE_NAMES == ", ".join(e.name for e in DEFAULT_SET)
+    assert lessons.COMPARE_NAMES == ", ".join(e.name for e in DEFAULT_SET)
 
 
 def test_only_keeps_the_order_given():

@@ -1,0 +1,87 @@
+"""`charrnn info` and `charrnn plot`: what a checkpoint holds, and how a run went."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn.cli.common import CheckpointArgument, err, fail, format_seconds, handles_errors, out
+
+
+@handles_errors
+def info(
+    checkpoint_path: CheckpointArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the summary.")] = False,
+):
+    """Describe a checkpoint: model, size, vocabulary, training options, progress, validation scores."""
+    from charrnn import checkpoint
+
+    path = checkpoint.resolve(checkpoint_path)
+    content = checkpoint.load(path)
+    model, train_options = content["model_config"], content["train_config"]
+
+    def bpc(key: str) -> float | None:
+        loss = content.get(key)
+        return None if loss is None else loss / math.log(2)
+
+    report = {
+        "checkpoint": str(path),
+        "charrnn_version": content.get("charrnn_version"),
+        "model": model,
+        "parameters": sum(t.numel() for t in content["model"].values()),
+        "vocab_size": len(content["vocab"]),
+        "vocab": "".join(content["vocab"]),
+        "train": train_options,
+        "step": content["step"],
+        "elapsed_s": content["elapsed_s"],
+        "best_val_bpc": bpc("best_val_loss"),
+        "last_val_bpc": bpc("last_val_loss"),
+        "resumable": "optimizer" in content,
+    }
+    if as_json:
+        out.print(json.dumps(report), markup=False)
+        return
+
+    def score(value: float | None) -> str:
+        return "none yet" if value is None else f"{value:.4f} bpc"
+
+    rows = [
+        ("checkpoint", f"{path} (written by charrnn {report['charrnn_version']})"),
+        (
+            "model",
+            f"{model['num_layers']}-layer {model['hidden_size']}-unit {model['cell']}, embed {model['embed_size']}, "
+            f"dropout {model['dropout']:g}; {report['parameters']:,} parameters",
+        ),
+        ("vocabulary", f"{report['vocab_size']} characters: {json.dumps(report['vocab'], ensure_ascii=False)}"),
+        ("trained", f"{report['step']:,} steps in {format_seconds(report['elapsed_s'])}"),
+        ("validation", f"best {score(report['best_val_bpc'])}, last {score(report['last_val_bpc'])}"),
+        ("resumable", "yes (last.pt)" if report["resumable"] else "no (weights only)"),
+        ("options", ", ".join(f"{k}={v}" for k, v in train_options.items() if v is not None)),
+    ]
+    for name, value in rows:
+        out.print(f"{name:<11} {value}", markup=False)
+
+
+@handles_errors
+def plot(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory with a metrics.jsonl.")],
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="PNG file to write. \\[default: RUN_DIR/training.png]")
+    ] = None,
+):
+    """Chart a run: training and validation bpc against steps and time, learning rate, gradient norm."""
+    from charrnn.plots import require_matplotlib, training_run
+    from charrnn.rundir import read_metrics
+
+    require_matplotlib("charrnn plot")
+    metrics = read_metrics(run_dir)
+    if not metrics:
+        fail(f"{run_dir} has no steps recorded yet. Plot it once training has run a step")
+    out_path = out_path or Path(run_dir) / "training.png"
+    training_run(metrics, out_path, f"{run_dir}: {metrics[-1]['step']:,} steps")
+    err.print(f"plot: {out_path}", markup=False)
+    out.print(str(out_path), markup=False)

@@ -1,0 +1,184 @@
+"""`charrnn sample` (one prime, or an interactive session) and `charrnn fill`: text out of a model."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn import corpus
+from charrnn.cli.common import CheckpointArgument, DeviceOption, ThreadsOption, err, fail, handles_errors, use_threads
+from charrnn.config import SampleConfig
+from charrnn.errors import CharRNNError
+
+SAMPLE_SEPARATOR = "\n\n---\n\n"
+
+
+def write_streaming(prime: str, stream) -> None:
+    """The prime, then one sample's characters to stdout as each is generated."""
+    sys.stdout.write(prime)
+    for chars in stream:
+        sys.stdout.write(chars[0])
+        sys.stdout.flush()
+
+
+def ensure_replaceable_output() -> None:
+    """A terminal that cannot show a character gets a '?' instead of a crash."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+
+
+@handles_errors
+def sample(
+    checkpoint_path: CheckpointArgument,
+    prime: Annotated[Optional[str], typer.Option(help="Text to start from; printed first.")] = None,
+    prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime from a UTF-8 file.")] = None,
+    length: Annotated[int, typer.Option(help="New characters per sample (the prime not counted).")] = 500,
+    temperature: Annotated[float, typer.Option(help="Below 1 is safer, above 1 wilder; 0 = greedy.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k likeliest characters.")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Sample only from the likeliest characters that cover probability p.")
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Same seed, same text. \\[default: random, printed to stderr]")
+    ] = None,
+    num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a line '---'.")] = 1,
+    threads: ThreadsOption = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, mps or auto (the best available).")] = "cpu",
+    interactive: Annotated[
+        bool, typer.Option(help="Read primes from stdin, print each continuation; ':t 0.5' sets the temperature.")
+    ] = False,
+):
+    """Generate text; it streams to stdout as it is generated."""
+    use_threads(threads)
+    from charrnn.api import load
+    from charrnn.sample import PRIME_HINT, generate
+
+    config = SampleConfig(
+        length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed
+    )
+    if prime is not None and prime_file is not None:
+        fail("pass --prime or --prime-file, not both. Drop one of them", 2)
+    if prime_file is not None:
+        if not prime_file.is_file():
+            fail(f"no such file: {prime_file}. Pass the path of a UTF-8 text file to --prime-file")
+        prime = corpus.decode_text(prime_file.read_bytes(), str(prime_file))
+    prime = prime or ""
+    loaded = load(checkpoint_path, device)
+    loaded.require("lm")
+    loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
+    if config.seed is None:
+        config = SampleConfig(**{**config.__dict__, "seed": secrets.randbelow(2**31)})
+        err.print(f"seed: {config.seed}")
+    ensure_replaceable_output()
+    if interactive:
+        return interactive_session(loaded, config)
+    stream = generate(loaded.model, loaded.vocab, config, prime, config.seed)
+    if num_samples == 1:
+        write_streaming(prime, stream)
+    else:
+        texts = [prime] * num_samples
+        for chars in stream:
+            texts = [t + c for t, c in zip(texts, chars)]
+        sys.stdout.write(SAMPLE_SEPARATOR.join(texts))
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+INTERACTIVE_HELP = "type a prime and Enter; ':t 0.5' sets the temperature, ':n 300' the length; Ctrl-D ends"
+
+
+def interactive_session(loaded, config: SampleConfig) -> None:
+    """Prime after prime from stdin until end of input; each continuation streams to stdout."""
+    from charrnn.sample import PRIME_HINT, generate
+
+    err.print(INTERACTIVE_HELP, markup=False)
+    for count in itertools.count():
+        err.print(f"[t={config.temperature:g} n={config.length}]> ", end="", markup=False)
+        line = sys.stdin.readline()
+        if not line:
+            err.print("")
+            return
+        prime = line.rstrip("\n")
+        command = prime.split()
+        if command and command[0] in (":t", ":n"):
+            try:
+                field = "temperature" if command[0] == ":t" else "length"
+                value = float(command[1]) if field == "temperature" else int(command[1])
+                config = SampleConfig(**{**config.__dict__, field: value})
+            except (IndexError, ValueError):
+                err.print("error: a command needs a number. Write e.g. ':t 0.5' or ':n 300'", markup=False)
+            except CharRNNError as e:
+                err.print(f"error: {e}", markup=False)
+            continue
+        try:
+            loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
+            # Seeds run on from --seed, so a session with the same inputs gives the same text.
+            stream = generate(loaded.model, loaded.vocab, config, prime, config.seed + count)
+            write_streaming(prime, stream)
+        except CharRNNError as e:
+            err.print(f"error: {e}", markup=False)
+            continue
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends this continuation, not the session
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+@handles_errors
+def fill_command(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="A fill model's run directory (its best.pt) or .pt file.")
+    ],
+    text: Annotated[
+        Optional[str],
+        typer.Argument(metavar="TEXT", help="The text, each missing character written as the mask character."),
+    ] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Read the text from a UTF-8 file.")] = None,
+    mask_char: Annotated[str, typer.Option(help="The character that marks a missing one.")] = "_",
+    temperature: Annotated[
+        float, typer.Option(help="0 = the likeliest characters; above 0, sample (1 = the model's own odds).")
+    ] = 0.0,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Seed for sampling. \\[default: random, printed to stderr]")
+    ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+):
+    """Fill the gaps in a text with a model trained with --objective fill; the filled text goes to stdout.
+
+    Each run of the mask character is one gap. Gaps the model is unsure of are named on stderr."""
+    use_threads(threads)
+    from charrnn.api import load
+
+    if (text is None) == (file is None):
+        fail("pass the text to fill, or --file PATH, but not both", 2)
+    if file is not None:
+        if not file.is_file():
+            fail(f"no such file: {file}. Pass the path of a UTF-8 text file to --file")
+        text = corpus.decode_text(file.read_bytes(), str(file))
+    loaded = load(checkpoint_path, device or "auto")
+    loaded.require("fill")
+    if temperature > 0 and seed is None:
+        seed = secrets.randbelow(2**31)
+        err.print(f"seed: {seed}")
+    filled = loaded.fill(text, mask_char, temperature, seed or 0)
+    ensure_replaceable_output()
+    sys.stdout.write(filled.text)
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    trained = loaded.content["train_config"]["mask_span"]
+    for gap in filled.gaps:
+        if gap.low_confidence:
+            longer = f", longer than the gaps of up to {trained} it trained on" if len(gap.text) > trained else ""
+            err.print(
+                f"low confidence in the gap at character {gap.start + 1} ({len(gap.text)} long{longer}): "
+                f"{gap.text!r}, mean probability {gap.mean_probability:.2f} of the chosen characters",
+                markup=False,
+            )

@@ -1,0 +1,240 @@
+"""`charrnn compare` and `charrnn gradients`: the RNN notes' claims, measured."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from charrnn.cli.common import err, fail, handles_errors, out, progress_bar
+from charrnn.config import parse_duration
+
+COMPARE_NAMES = "rnn-tanh, rnn-identity, rnn-relu-identity, gru, lstm, lstm-no-dropout, rnn-no-clip"
+
+
+@handles_errors
+def compare(
+    data: Annotated[str, typer.Option(help="A known corpus name or a UTF-8 text file.")] = "alice",
+    out_root: Annotated[Path, typer.Option("--out", help="One run directory per configuration goes under it.")] = Path(
+        "runs/compare"
+    ),
+    only: Annotated[
+        Optional[str], typer.Option(help=f"Comma-separated subset of: {COMPARE_NAMES}. \\[default: all]")
+    ] = None,
+    max_time: Annotated[
+        Optional[str], typer.Option(help="Training time for each configuration, e.g. 90s, 5m. \\[default: 2m]")
+    ] = None,
+    max_steps: Annotated[
+        Optional[int], typer.Option(help="Training steps for each configuration (alone, or with --max-time).")
+    ] = None,
+    layers: Annotated[int, typer.Option(help="Stacked layers, shared by all.")] = 1,
+    hidden_size: Annotated[int, typer.Option(help="Units per layer, shared by all.")] = 256,
+    embed_size: Annotated[int, typer.Option(help="Character embedding size, shared by all.")] = 64,
+    seq_len: Annotated[
+        Optional[int], typer.Option(help="Steps of back-propagation through time. \\[default: 128]")
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Parallel streams through the text. \\[default: 32]")
+    ] = None,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps (the points of the curves).")] = 50,
+    seed: Annotated[Optional[int], typer.Option(help="Seed shared by all. \\[default: 1337]")] = None,
+    force: Annotated[bool, typer.Option(help="Train again where --out already holds a configuration's run.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the Markdown table.")
+    ] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also draw validation bpc against time to this PNG (needs matplotlib).")
+    ] = None,
+):
+    """Train several configurations on the same text for the same budget; print a Markdown table of the results."""
+    from charrnn import compare as comparing
+
+    if plot is not None:
+        from charrnn.plots import require_matplotlib
+
+        require_matplotlib()
+    entries = comparing.select(only)
+    train_options = {"data": data, "eval_every": eval_every}
+    if max_time is not None or max_steps is None:
+        train_options["max_time"] = comparing.DEFAULT_MAX_TIME_S if max_time is None else parse_duration(max_time)
+    given = {"max_steps": max_steps, "seq_len": seq_len, "batch_size": batch_size, "seed": seed}
+    train_options.update({k: v for k, v in given.items() if v is not None})
+    shape = {**comparing.SHARED_SHAPE, "num_layers": layers, "hidden_size": hidden_size, "embed_size": embed_size}
+    comparison = comparing.Comparison(entries, out_root, train_options, shape, force=force)
+    err.print(
+        f"comparing {len(entries)} configurations on {data}, {layers} x {hidden_size} units each, into {out_root}/",
+        markup=False,
+    )
+    bar, current = None, None
+    try:
+        for entry, progress in comparison.run():
+            if entry is not current:
+                if bar is not None:
+                    bar.close()
+                current, bar = entry, progress_bar(total=1000, desc=entry.name, bar_format="{l_bar}{bar}| {postfix}")
+            bar.update(int(1000 * progress.budget_fraction) - bar.n)
+            bar.set_postfix({"step": progress.step, "loss": f"{progress.train_loss:.3f}"})
+            if progress.budget_fraction >= 1.0:
+                bar.close()
+                err.print(f"{entry.name}: {progress.step} steps, val {progress.val_bpc:.3f} bpc", markup=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    for row in comparison.rows:
+        if row.error:
+            err.print(f"{row.name} stopped after {row.steps} steps: {row.error}", markup=False)
+    if plot is not None:
+        from charrnn.plots import validation_curves
+
+        curves = {row.name: comparing.validation_curve(Path(row.run_dir)) for row in comparison.rows}
+        validation_curves(curves, plot, f"{data}: {layers} x {hidden_size} units, same time budget each")
+        err.print(f"plot: {plot}", markup=False)
+    if as_json:
+        report = {"data": data, "shape": shape, "train": train_options, "rows": [vars(r) for r in comparison.rows]}
+        out.print(json.dumps(report), markup=False)
+    else:
+        out.print(comparing.markdown_table(comparison.rows), markup=False)
+
+
+BAR_WIDTH = 10
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def log_bar(value: float | None, low: float, high: float) -> str:
+    """A bar whose length is log(value) placed between log(low) and log(high), in eighths of a character."""
+    if value is None or not math.isfinite(value) or value <= 0:
+        return ""
+    span = math.log(high) - math.log(low) or 1.0
+    eighths = round(8 * BAR_WIDTH * (math.log(value) - math.log(low)) / span)
+    full, part = divmod(max(1, eighths), 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(BAR_WIDTH)
+
+
+def print_wide(table: Table) -> None:
+    """A table fits a terminal, but goes to a pipe or file at its natural width, not folded to 80 columns."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    Console(width=max(natural, out.width), highlight=False).print(table)
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@handles_errors
+def gradients(
+    checkpoints: Annotated[
+        Optional[list[Path]],
+        typer.Argument(metavar="CHECKPOINT", help="Trained models: run directories (their best.pt) or .pt files."),
+    ] = None,
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="A fresh model, CELL[:INIT[:SCALE]] with CELL rnn, rnn-relu, lstm or gru, e.g. rnn:identity:1.0. "
+            "Repeat to compare."
+        ),
+    ] = None,
+    cell: Annotated[
+        Optional[str], typer.Option(help="One fresh model's cell: rnn, lstm or gru. \\[default: lstm]")
+    ] = None,
+    init: Annotated[
+        Optional[str], typer.Option(help="default, or identity (vanilla rnn). \\[default: default]")
+    ] = None,
+    init_scale: Annotated[
+        Optional[float], typer.Option(help="Multiply W_hh by this after initialisation. \\[default: 1.0]")
+    ] = None,
+    nonlinearity: Annotated[Optional[str], typer.Option(help="tanh or relu (vanilla rnn). \\[default: tanh]")] = None,
+    hidden_size: Annotated[Optional[int], typer.Option(help="Fresh models' units per layer. \\[default: 512]")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Fresh models' stacked layers. \\[default: 2]")] = None,
+    embed_size: Annotated[Optional[int], typer.Option(help="Fresh models' embedding size. \\[default: 64]")] = None,
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Text to take windows from (its validation split). \\[default: alice, or a checkpoint's own]"
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="K: measure dL/dh_(t-k) for k = 0..K.")] = 100,
+    windows: Annotated[int, typer.Option(help="Windows of text to average over.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of fresh models' initialisation.")] = 1337,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the tables.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also draw the gradient norms against k to this PNG (needs matplotlib).")
+    ] = None,
+):
+    """How far back the loss reaches: |dL/dh_(t-k)| against k, and the singular values behind it."""
+    from charrnn.gradients import FreshModel, measure_checkpoint, measure_fresh, parse_spec
+
+    one_model = {"cell": cell, "init": init, "nonlinearity": nonlinearity}
+    if (checkpoints or model) and (any(one_model.values()) or init_scale is not None):
+        fail(
+            "--cell, --init, --init-scale and --nonlinearity describe a single fresh model. Use --model SPEC instead", 2
+        )
+    shape = {"hidden_size": hidden_size, "num_layers": layers, "embed_size": embed_size}
+    shape = {k: v for k, v in shape.items() if v is not None}
+    if checkpoints and not model and shape:
+        fail("--hidden-size, --layers and --embed-size shape fresh models; a checkpoint keeps its own", 2)
+    if plot is not None:
+        from charrnn.plots import require_matplotlib
+
+        require_matplotlib()
+
+    fresh = [parse_spec(spec) for spec in model or []]
+    if not checkpoints and not model:
+        scale = 1.0 if init_scale is None else init_scale
+        label = f"{cell or 'lstm'}{'-relu' if nonlinearity == 'relu' else ''}:{init or 'default'}:{scale:g}"
+        fresh = [FreshModel(label, {k: v for k, v in one_model.items() if v is not None}, scale)]
+    profiles = [measure_checkpoint(path, data, steps, windows, seed) for path in checkpoints or []]
+    if fresh:
+        profiles += measure_fresh(fresh, data or "alice", shape, steps, windows, seed)
+
+    if plot is not None:
+        from charrnn.plots import gradient_norms
+
+        title = f"{windows} windows of {data or 'the models’ own text'}, validation split"
+        gradient_norms({p.label: p.grad_norms for p in profiles}, plot, title)
+        err.print(f"plot: {plot}", markup=False)
+    if as_json:
+        report = {
+            "steps": steps,
+            "windows": windows,
+            "models": [
+                {
+                    **vars(p),
+                    "grad_norms": [finite_or_none(n) for n in p.grad_norms],
+                    "jacobian_sigma_max": finite_or_none(p.jacobian_sigma_max),
+                }
+                for p in profiles
+            ],
+        }
+        out.print(json.dumps(report), markup=False)
+        return
+
+    positive = [n for p in profiles for n in p.grad_norms if math.isfinite(n) and n > 0]
+    low, high = (min(positive), max(positive)) if positive else (1.0, 1.0)
+    every = max(1, steps // 20)
+    table = Table("k", *(p.label for p in profiles), box=box.SIMPLE_HEAD, title="|dL/dh(t-k)|, log-scale bars")
+    for k in sorted({*range(0, steps + 1, every), steps}):
+        table.add_row(str(k), *(f"{p.grad_norms[k]:8.2e} {log_bar(p.grad_norms[k], low, high)}" for p in profiles))
+    print_wide(table)
+    sigmas = Table(
+        "model",
+        "σmax(W_hh) per layer",
+        "mean σmax(dh_t/dh_t-1)",
+        f"|dL/dh(t-{steps})| / |dL/dh(t)|",
+        box=box.SIMPLE_HEAD,
+    )
+    for p in profiles:
+        ratio = p.grad_norms[steps] / p.grad_norms[0] if p.grad_norms[0] > 0 else math.nan
+        sigmas.add_row(
+            p.label, ", ".join(f"{s:.3f}" for s in p.w_hh_sigma_max), f"{p.jacobian_sigma_max:.3f}", f"{ratio:.2e}"
+        )
+    print_wide(sigmas)

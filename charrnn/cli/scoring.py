@@ -1,0 +1,165 @@
+"""`charrnn eval`: a language model's score on a text, or a fill model's on hidden characters."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn import dynamic as dynamic_eval
+from charrnn.cli.common import (
+    CheckpointArgument,
+    DeviceOption,
+    ThreadsOption,
+    default_note,
+    fail,
+    handles_errors,
+    out,
+    progress_bar,
+    use_threads,
+)
+from charrnn.data import splits
+
+
+@handles_errors
+def eval_command(
+    checkpoint_path: CheckpointArgument,
+    split: Annotated[str, typer.Option(help="train, val or test split of the training data.")] = "test",
+    data: Annotated[Optional[str], typer.Option(help="Score this whole text instead of a split.")] = None,
+    skip_unknown: Annotated[
+        bool, typer.Option(help="Leave out characters the model never saw (and count them).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: loss, bpc, perplexity, chars.")
+    ] = False,
+    compare: Annotated[
+        Optional[Path],
+        typer.Option(
+            metavar="CHECKPOINT",
+            help="Fill model only: score the same hidden characters with this language model, from the left.",
+        ),
+    ] = None,
+    dynamic: Annotated[
+        bool,
+        typer.Option(
+            help="Dynamic evaluation: a copy of the model learns from each segment of the text right after "
+            "scoring it, so it adapts to the passage it reads."
+        ),
+    ] = False,
+    dynamic_lr: Annotated[
+        Optional[float], typer.Option(help="With --dynamic: the size of each step." + default_note(dynamic_eval, "LR"))
+    ] = None,
+    dynamic_decay: Annotated[
+        Optional[float],
+        typer.Option(
+            help="With --dynamic: the share of the way back to the trained weights after each step."
+            + default_note(dynamic_eval, "DECAY")
+        ),
+    ] = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+):
+    """Score text: loss in nats per character, bits per character, perplexity.
+
+    A fill model is scored on characters hidden as in training (the same ones every time): accuracy
+    and bits per character."""
+    use_threads(threads)
+    from charrnn import corpus_ids
+    from charrnn.api import load
+    from charrnn.evaluate import evaluate, scored_start
+
+    if split not in ("train", "val", "test"):
+        fail(f"unknown split {split!r}. Use train, val or test", 2)
+    if not dynamic and (dynamic_lr is not None or dynamic_decay is not None):
+        fail("--dynamic-lr and --dynamic-decay set dynamic evaluation. Add --dynamic", 2)
+    if dynamic and compare is not None:
+        fail("--compare scores a fill model, which --dynamic does not apply to. Drop one of them", 2)
+    settings = {"lr": dynamic_eval.LR if dynamic_lr is None else dynamic_lr}
+    settings["decay"] = dynamic_eval.DECAY if dynamic_decay is None else dynamic_decay
+    dynamic_eval.check_settings(**settings)
+    loaded = load(checkpoint_path, device or "auto")
+    if dynamic:
+        loaded.require("lm")
+    if data is None:
+        source = loaded.content["train_config"]["data"]
+        encoded = corpus_ids.load(source)
+        if encoded.sha256 != loaded.content["data_sha256"]:
+            fail(
+                f"the text of {source} changed since the model was trained. "
+                "Restore it, or pass --data to score another text"
+            )
+        ids, skipped = encoded.under(loaded.vocab)
+        part = splits(len(ids))[split]
+        start, end, what = part.start, part.end, f"{split} split of {source}"
+    else:
+        ids, skipped = corpus_ids.load(data).under(loaded.vocab, skip_unknown=skip_unknown)
+        start, end, what = 1, len(ids), data
+    if loaded.objective == "fill" or compare is not None:
+        counts = {"skipped": skipped} if skip_unknown else {}
+        eval_fill(loaded, ids, start, end, split if data is None else "test", what, compare, counts, as_json, device)
+        return
+    report = {}
+    if dynamic:
+        with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
+            result = dynamic_eval.dynamic_evaluate(loaded.model, ids, start, end, **settings, on_progress=bar.update)
+        report["dynamic"] = settings
+        what += " (dynamic evaluation)"
+    else:
+        result = evaluate(loaded.model, ids, start, end)
+    report = result.as_dict() | report | ({"skipped": skipped} if skip_unknown else {})
+    if as_json:
+        out.print(json.dumps(report), markup=False)
+        return
+    out.print(
+        f"{what}: {result.loss:.4f} nats/char, {result.bpc:.4f} bits/char, perplexity {result.perplexity:.3f}, "
+        f"{result.chars:,} characters scored" + (f", {skipped:,} unknown skipped" if skip_unknown else ""),
+        markup=False,
+    )
+    if not math.isfinite(result.loss):
+        if dynamic:
+            fail("the score is not finite: the adapted weights diverged. Pass a smaller --dynamic-lr")
+        fail("the score is not finite. The checkpoint may hold non-finite weights; use an earlier one")
+
+
+def eval_fill(loaded, ids, start, end, split_name, what, compare, counts, as_json, device) -> None:
+    """`charrnn eval` of a fill model: its score on hidden characters, and a language model's on the same ones."""
+    from charrnn.api import load
+    from charrnn.fill import eval_mask, score_left_to_right, score_masked
+
+    if loaded.objective != "fill":
+        fail(
+            "--compare scores a fill model's hidden characters with a language model, but CHECKPOINT is a "
+            "language model. Pass the fill model first: charrnn eval FILL_MODEL --compare LANGUAGE_MODEL"
+        )
+    train = loaded.content["train_config"]
+    start = max(start, 1)  # a language model has nothing to predict the very first character from
+    hidden = eval_mask(end - start, train["mask_rate"], train["mask_span"], split_name)
+    result = score_masked(loaded.model, ids[start:end], hidden, train["seq_len"])
+    scores = {"fill model": result}
+    if compare is not None:
+        language_model = load(compare, device or "auto")
+        if language_model.objective != "lm":
+            fail(f"{compare} is not a language model. Pass to --compare a checkpoint trained with --objective lm")
+        lm_ids = language_model.vocab.encode(
+            loaded.vocab.decode(ids.tolist()), fix="Pass to --compare a model trained on the same text"
+        )
+        scores[f"left-to-right language model {compare}"] = score_left_to_right(
+            language_model.model, lm_ids, start, hidden
+        )
+    if as_json:
+        report = {"accuracy": result.accuracy, "loss": result.loss, "bpc": result.bpc, "chars": result.chars}
+        if compare is not None:
+            compared = scores.popitem()[1]
+            report["compare"] = {"accuracy": compared.accuracy, "loss": compared.loss, "bpc": compared.bpc}
+        out.print(json.dumps(report | counts), markup=False)
+        return
+    out.print(
+        f"{what}: {result.chars:,} hidden characters (spans of 1 to {train['mask_span']}, "
+        f"about {train['mask_rate']:.0%} of the text)" + (f", {counts['skipped']:,} unknown skipped" if counts else ""),
+        markup=False,
+    )
+    for name, score in scores.items():
+        out.print(f"  {name}: accuracy {score.accuracy:.3f}, {score.bpc:.4f} bits/char", markup=False)
