@@ -195,7 +195,7 @@ def markdown_table(rows: list[Row]) -> str:
             _number(row.best_val_bpc, ".3f", "diverged" if row.error else "—"),
             _number(row.test_bpc, ".3f"),
             _duration(row.time_to_best_s),
-            "off" if row.clipped_fraction is None else f"{row.clipped_fraction:.0%}",
+            "off" if row.clipped_fraction is None else f"{row.clipped_fraction:.1%}",
             _number(row.median_grad_norm, ".3g"),
         )
         lines.append("| " + " | ".join(cells) + " |")
