@@ -41,10 +41,10 @@ def test_the_last_progress_ends_the_budget_when_validation_ends_it(tmp_path, tex
     progress it reports says so (a progress bar reaches its end; compare prints its summary line)."""
     trainer = Trainer(
         tmp_path / "run",
-        {"data": str(text_file), **TINY_TRAIN, "max_steps": None, "max_time": 0.2, "eval_every": 1},
+        {"data": str(text_file), **TINY_TRAIN, "max_steps": None, "max_time": 1.0, "eval_every": 1},
         TINY_MODEL,
     )
-    monkeypatch.setattr(trainer, "validate", lambda: time.sleep(0.3) or 1.0)
+    monkeypatch.setattr(trainer, "validate", lambda: time.sleep(1.2) or 1.0)
     try:
         reported = list(trainer.run())
     finally:
