@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 
@@ -116,6 +117,26 @@ class TrainConfig:
         _require(self.device in DEVICES, f"unknown device {self.device!r}. Use one of: {', '.join(DEVICES)}")
         _require(
             self.precision in PRECISIONS, f"unknown precision {self.precision!r}. Use one of: {', '.join(PRECISIONS)}"
+        )
+
+
+@dataclass(frozen=True)
+class DynamicEvalConfig:
+    """`charrnn eval --dynamic`: the size of each adapting step, and the share of the way back to the trained
+    weights after it. The defaults were chosen on the validation split of Alice with the default model
+    (README, "Dynamic evaluation")."""
+
+    lr: float = 1e-3
+    decay: float = 0.003
+
+    def __post_init__(self) -> None:
+        _require(
+            math.isfinite(self.lr) and self.lr > 0,
+            f"--dynamic-lr must be a positive number, got {self.lr}. Pass e.g. {DynamicEvalConfig.lr}",
+        )
+        _require(
+            0 <= self.decay < 1,
+            f"--dynamic-decay must be in [0, 1), got {self.decay}. Pass e.g. {DynamicEvalConfig.decay}",
         )
 
 

@@ -15,29 +15,18 @@ trained ones, so a long text cannot pull them arbitrarily far.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from charrnn.config import DynamicEvalConfig
 from charrnn.data import WARMUP_CHARS
-from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, scored_start
 from charrnn.model import detach_state
 
-# Chosen on the validation split of Alice with the default model (README, "Dynamic evaluation").
-LR = 1e-3
-DECAY = 0.003
 SEGMENT_LEN = 32
 GRAD_SQUARE_AVERAGING = 0.99
-
-
-def check_settings(lr: float, decay: float) -> None:
-    if not (math.isfinite(lr) and lr > 0):
-        raise CharRNNError(f"--dynamic-lr must be a positive number, got {lr}. Pass e.g. {LR}")
-    if not 0 <= decay < 1:
-        raise CharRNNError(f"--dynamic-decay must be in [0, 1), got {decay}. Pass e.g. {DECAY}")
 
 
 def dynamic_evaluate(
@@ -45,8 +34,8 @@ def dynamic_evaluate(
     ids: torch.Tensor,
     start: int,
     end: int,
-    lr: float = LR,
-    decay: float = DECAY,
+    lr: float = DynamicEvalConfig.lr,
+    decay: float = DynamicEvalConfig.decay,
     warmup: int = WARMUP_CHARS,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
@@ -56,7 +45,7 @@ def dynamic_evaluate(
     `on_progress` receives the number of characters scored after each segment.
     """
     start = scored_start(start, end)
-    check_settings(lr, decay)
+    DynamicEvalConfig(lr, decay)
     device = next(model.parameters()).device
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring, as in `evaluate`
     params = [p.requires_grad_(True) for p in adapted.parameters()]

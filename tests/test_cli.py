@@ -5,8 +5,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from charrnn import checkpoint, dynamic
+from charrnn import checkpoint
 from charrnn.cli import app
+from charrnn.config import DynamicEvalConfig
 from tests.conftest import make_text
 
 runner = CliRunner()
@@ -98,7 +99,7 @@ def test_eval_dynamic(tiny_run):
     result = run("eval", tiny_run, "--split", "val", "--dynamic", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["dynamic"] == {"lr": dynamic.LR, "decay": dynamic.DECAY}
+    assert report["dynamic"] == {"lr": DynamicEvalConfig.lr, "decay": DynamicEvalConfig.decay}
     assert report["chars"] == static["chars"] and report["bpc"] != static["bpc"]
     faster = json.loads(run("eval", tiny_run, "--split", "val", "--dynamic", "--dynamic-lr", 0.01, "--json").stdout)
     assert faster["dynamic"]["lr"] == 0.01 and faster["bpc"] != report["bpc"]
@@ -112,6 +113,13 @@ def test_import_without_typer_or_rich():
         "import charrnn.api, charrnn.train, charrnn.sample, charrnn.evaluate, charrnn.corpus, charrnn.checkpoint"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_command_starts_without_importing_torch():
+    """Importing torch takes a second or more: `--help`, `corpus` and shell completion (which runs the program on
+    every Tab) must not wait for it. Commands that compute import it when they run."""
+    code = "import sys, charrnn.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_python_dash_m():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn import dynamic as dynamic_eval
 from charrnn.cli.common import (
     CheckpointArgument,
     DeviceOption,
@@ -21,7 +21,7 @@ from charrnn.cli.common import (
     progress_bar,
     use_threads,
 )
-from charrnn.data import splits
+from charrnn.config import DynamicEvalConfig
 
 
 @handles_errors
@@ -50,13 +50,14 @@ def eval_command(
         ),
     ] = False,
     dynamic_lr: Annotated[
-        Optional[float], typer.Option(help="With --dynamic: the size of each step." + default_note(dynamic_eval, "LR"))
+        Optional[float],
+        typer.Option(help="With --dynamic: the size of each step." + default_note(DynamicEvalConfig, "lr")),
     ] = None,
     dynamic_decay: Annotated[
         Optional[float],
         typer.Option(
             help="With --dynamic: the share of the way back to the trained weights after each step."
-            + default_note(dynamic_eval, "DECAY")
+            + default_note(DynamicEvalConfig, "decay")
         ),
     ] = None,
     threads: ThreadsOption = None,
@@ -69,6 +70,8 @@ def eval_command(
     use_threads(threads)
     from charrnn import corpus_ids
     from charrnn.api import load
+    from charrnn.data import splits
+    from charrnn.dynamic import dynamic_evaluate
     from charrnn.evaluate import evaluate, scored_start
 
     if split not in ("train", "val", "test"):
@@ -77,9 +80,10 @@ def eval_command(
         fail("--dynamic-lr and --dynamic-decay set dynamic evaluation. Add --dynamic", 2)
     if dynamic and compare is not None:
         fail("--compare scores a fill model, which --dynamic does not apply to. Drop one of them", 2)
-    settings = {"lr": dynamic_eval.LR if dynamic_lr is None else dynamic_lr}
-    settings["decay"] = dynamic_eval.DECAY if dynamic_decay is None else dynamic_decay
-    dynamic_eval.check_settings(**settings)
+    settings = DynamicEvalConfig(
+        lr=DynamicEvalConfig.lr if dynamic_lr is None else dynamic_lr,
+        decay=DynamicEvalConfig.decay if dynamic_decay is None else dynamic_decay,
+    )
     loaded = load(checkpoint_path, device or "auto")
     if dynamic:
         loaded.require("lm")
@@ -104,8 +108,10 @@ def eval_command(
     report = {}
     if dynamic:
         with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
-            result = dynamic_eval.dynamic_evaluate(loaded.model, ids, start, end, **settings, on_progress=bar.update)
-        report["dynamic"] = settings
+            result = dynamic_evaluate(
+                loaded.model, ids, start, end, settings.lr, settings.decay, on_progress=bar.update
+            )
+        report["dynamic"] = dataclasses.asdict(settings)
         what += " (dynamic evaluation)"
     else:
         result = evaluate(loaded.model, ids, start, end)
