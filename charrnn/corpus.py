@@ -1,8 +1,10 @@
 """Corpora: a name or a path in, verified UTF-8 text on disk out.
 
-Known corpora live in `corpora/registry.toml`. A named corpus is copied from a mirror directory
+Known corpora live in `charrnn/corpora.toml`. A named corpus is copied from a mirror directory
 when one holds it, else downloaded from its public source; either way its SHA-256 is checked
-before it is written (atomically) under `corpora/`.
+before it is written (atomically) under `corpora/` in the checkout charrnn runs from, or under
+`$XDG_DATA_HOME/charrnn/corpora` (by default `~/.local/share/charrnn/corpora`) when it runs as an installed
+package.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ from pathlib import Path
 
 from charrnn.errors import CharRNNError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CORPORA_DIR = PROJECT_ROOT / "corpora"
-REGISTRY_FILE = CORPORA_DIR / "registry.toml"
+REGISTRY_FILE = Path(__file__).resolve().with_name("corpora.toml")
+CHECKOUT = Path(__file__).resolve().parent.parent
+IN_CHECKOUT = (CHECKOUT / "pyproject.toml").is_file()
+# A checkout keeps its corpora beside the code; an installed package has no such place of its own.
+CORPORA_DIR = (
+    CHECKOUT / "corpora"
+    if IN_CHECKOUT
+    else Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "charrnn" / "corpora"
+)
 MIRROR_VARIABLE = "CHARRNN_CORPUS_MIRROR"
-DEFAULT_MIRROR = PROJECT_ROOT.parent / "shared" / "corpora"
+DEFAULT_MIRROR = CHECKOUT.parent / "shared" / "corpora" if IN_CHECKOUT else None
 DOWNLOAD_TIMEOUT_S = 60
 
 
@@ -78,7 +86,7 @@ def _mirror_dirs(mirror: Path | None) -> list[Path]:
         return [mirror]
     if os.environ.get(MIRROR_VARIABLE):
         return [Path(os.environ[MIRROR_VARIABLE])]
-    return [DEFAULT_MIRROR] if DEFAULT_MIRROR.is_dir() else []
+    return [DEFAULT_MIRROR] if DEFAULT_MIRROR is not None and DEFAULT_MIRROR.is_dir() else []
 
 
 def _download(url: str) -> bytes:

@@ -1,6 +1,11 @@
 import functools
 import http.server
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +109,26 @@ def test_invalid_utf8_gives_the_byte_offset():
 def test_binary_files_are_refused():
     with pytest.raises(CharRNNError, match="binary file"):
         decode_text(b"\x7fELF\x00\x01", "a.out")
+
+
+def test_an_installed_package_keeps_its_corpora_in_the_users_data_directory(tmp_path):
+    """Installed from a wheel, charrnn has no checkout around it: the registry travels inside the package, and
+    fetched corpora go to $XDG_DATA_HOME/charrnn/corpora instead of a corpora/ folder beside site-packages."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(corpus.__file__).parent, site / "charrnn", ignore=shutil.ignore_patterns("__pycache__"))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "alice.txt").write_text(BODY)
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_DATA_HOME": str(tmp_path / "data")}
+    env.pop("CHARRNN_CORPUS_MIRROR", None)
+
+    def charrnn(*args):
+        command = [sys.executable, "-m", "charrnn", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    listed = charrnn("corpus")
+    assert listed.returncode == 0 and "alice" in listed.stdout, listed.stderr
+    fetched = charrnn("corpus", "alice", "--mirror", str(mirror), "--no-verify")
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.strip() == str(tmp_path / "data" / "charrnn" / "corpora" / "alice.txt")
+    assert (tmp_path / "data" / "charrnn" / "corpora" / "alice.txt").read_text() == BODY
