@@ -21,13 +21,25 @@ from charrnn.errors import CharRNNError
 
 REGISTRY_FILE = Path(__file__).resolve().with_name("corpora.toml")
 CHECKOUT = Path(__file__).resolve().parent.parent
-IN_CHECKOUT = (CHECKOUT / "pyproject.toml").is_file()
+
+
+def _in_checkout() -> bool:
+    """Whether charrnn runs from its own source tree (a clone, installed editable) rather than an installed copy."""
+    try:
+        return 'name = "charrnn-lm"' in (CHECKOUT / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def _user_data_dir() -> Path:
+    """$XDG_DATA_HOME, which the XDG spec says to ignore unless it is an absolute path; else ~/.local/share."""
+    configured = Path(os.environ.get("XDG_DATA_HOME", ""))
+    return configured if configured.is_absolute() else Path.home() / ".local" / "share"
+
+
+IN_CHECKOUT = _in_checkout()
 # A checkout keeps its corpora beside the code; an installed package has no such place of its own.
-CORPORA_DIR = (
-    CHECKOUT / "corpora"
-    if IN_CHECKOUT
-    else Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "charrnn" / "corpora"
-)
+CORPORA_DIR = CHECKOUT / "corpora" if IN_CHECKOUT else _user_data_dir() / "charrnn" / "corpora"
 MIRROR_VARIABLE = "CHARRNN_CORPUS_MIRROR"
 DEFAULT_MIRROR = CHECKOUT.parent / "shared" / "corpora" if IN_CHECKOUT else None
 DOWNLOAD_TIMEOUT_S = 60

@@ -132,3 +132,7 @@ def test_an_installed_package_keeps_its_corpora_in_the_users_data_directory(tmp_
     assert fetched.returncode == 0, fetched.stderr
     assert fetched.stdout.strip() == str(tmp_path / "data" / "charrnn" / "corpora" / "alice.txt")
     assert (tmp_path / "data" / "charrnn" / "corpora" / "alice.txt").read_text() == BODY
+    # The XDG spec: a relative $XDG_DATA_HOME is ignored in favour of ~/.local/share.
+    env.update(XDG_DATA_HOME="relative/data", HOME=str(tmp_path / "home"))
+    fetched = charrnn("corpus", "alice", "--mirror", str(mirror), "--no-verify")
+    assert fetched.stdout.strip() == str(tmp_path / "home" / ".local" / "share" / "charrnn" / "corpora" / "alice.txt")

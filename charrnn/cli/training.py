@@ -39,7 +39,10 @@ def corpus_command(
     ] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the SHA-256 of the text.")] = True,
 ):
-    """List the known corpora, or fetch one into corpora/ (from a mirror, else its public source)."""
+    """List the known corpora, or fetch one (from a mirror, else its public source).
+
+    Corpora go to corpora/ in the checkout charrnn runs from; an installed charrnn keeps them in
+    $XDG_DATA_HOME/charrnn/corpora (by default ~/.local/share/charrnn/corpora)."""
     entries = corpus.registry()
     if name is None:
         table = Table("name", "present", "characters", "title", "licence")
