@@ -95,7 +95,9 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _restore_torch_rng():
-    state = torch.get_rng_state()
+def _restore_torch_rng_and_threads():
+    """Commands run in-process through CliRunner; --seed and --threads must not leak into the next test."""
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
     yield
     torch.set_rng_state(state)
+    torch.set_num_threads(threads)

@@ -3,6 +3,9 @@ import math
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from charrnn import checkpoint
 from charrnn.cli import app
 from tests.test_cli import assert_error, run, runner
@@ -63,3 +66,16 @@ def test_interactive_sampling_until_end_of_input(tiny_run, tmp_path):
 def test_load_is_exported_without_importing_torch():
     code = "import sys, charrnn; assert 'torch' not in sys.modules; assert callable(charrnn.load); print('ok')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "ok\n"
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "eval", "fill", "compare", "gradients", "bench"])
+def test_every_computing_command_takes_threads(command, tiny_run):
+    result = run(command, *([tiny_run] if command in ("sample", "eval", "fill") else []), "--threads", 0)
+    assert result.exit_code == 2 and "--threads" in result.output
+
+
+def test_threads_sets_pytorch_threads(tiny_run):
+    wanted = 2 if torch.get_num_threads() == 1 else 1
+    result = run("gradients", tiny_run, "--steps", 2, "--windows", 1, "--threads", wanted, "--json")
+    assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == wanted

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from charrnn.cli.common import err, fail, handles_errors, out, progress_bar
+from charrnn.cli.common import ThreadsOption, err, fail, handles_errors, out, progress_bar, use_threads
 from charrnn.config import parse_duration
 
 COMPARE_NAMES = "rnn-tanh, rnn-identity, rnn-relu-identity, gru, lstm, lstm-no-dropout, rnn-no-clip"
@@ -52,8 +52,10 @@ def compare(
     plot: Annotated[
         Optional[Path], typer.Option(help="Also draw validation bpc against time to this PNG (needs matplotlib).")
     ] = None,
+    threads: ThreadsOption = None,
 ):
     """Train several configurations on the same text for the same budget; print a Markdown table of the results."""
+    use_threads(threads)
     from charrnn import compare as comparing
 
     if plot is not None:
@@ -169,8 +171,10 @@ def gradients(
     plot: Annotated[
         Optional[Path], typer.Option(help="Also draw the gradient norms against k to this PNG (needs matplotlib).")
     ] = None,
+    threads: ThreadsOption = None,
 ):
     """How far back the loss reaches: |dL/dh_(t-k)| against k, and the singular values behind it."""
+    use_threads(threads)
     from charrnn.gradients import FreshModel, measure_checkpoint, measure_fresh, parse_spec
 
     one_model = {"cell": cell, "init": init, "nonlinearity": nonlinearity}
