@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn import checkpoint
-from charrnn.config import ModelConfig, SampleConfig
+from charrnn.config import DynamicEvalConfig, ModelConfig, SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.dynamic import dynamic_evaluate
 from charrnn.errors import CharRNNError
@@ -46,13 +46,17 @@ class Loaded:
         config = SampleConfig(length=length, temperature=temperature, seed=seed, **options)
         return prime + "".join(chars[0] for chars in generate(self.model, self.vocab, config, prime, seed))
 
-    def score(self, text: str, skip_unknown: bool = False, dynamic: bool = False) -> EvalResult:
+    def score(self, text: str, skip_unknown: bool = False, dynamic: bool | DynamicEvalConfig = False) -> EvalResult:
         """Loss, bits per character and perplexity of `text`, each character predicted from those before it.
 
-        `dynamic`: a copy of the model learns from the text as it reads it (`charrnn eval --dynamic`)."""
+        `dynamic`: a copy of the model learns from the text as it reads it (`charrnn eval --dynamic`), with
+        the default settings when True, or with those of a `DynamicEvalConfig`."""
         self.require("lm")
         ids = self.vocab.encode(text, skip_unknown=skip_unknown)
-        return (dynamic_evaluate if dynamic else evaluate)(self.model, ids, 1, len(ids))
+        if not dynamic:
+            return evaluate(self.model, ids, 1, len(ids))
+        settings = dynamic if isinstance(dynamic, DynamicEvalConfig) else DynamicEvalConfig()
+        return dynamic_evaluate(self.model, ids, 1, len(ids), settings.lr, settings.decay)
 
     def fill(self, text: str, mask_char: str = "_", temperature: float = 0.0, seed: int = 0) -> Filled:
         """`text` with each run of `mask_char` replaced by the fill model's characters, and a report per gap."""

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import charrnn
 from charrnn.cli import app
+from charrnn.config import DynamicEvalConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- api-example"
@@ -53,3 +54,11 @@ def test_score_with_dynamic_evaluation_matches_the_cli(tiny_run, tmp_path):
         app, ["eval", str(tiny_run), "--data", str(tmp_path / "other.txt"), "--dynamic", "--json"]
     )
     assert json.loads(result.stdout)["bpc"] == pytest.approx(dynamic.bpc, rel=1e-9)
+    faster = loaded.score(text, dynamic=DynamicEvalConfig(lr=0.01, decay=0.0))
+    assert faster.nats != dynamic.nats
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(tiny_run), "--data", str(tmp_path / "other.txt"), "--dynamic", "--dynamic-lr", "0.01"]
+        + ["--dynamic-decay", "0", "--json"],
+    )
+    assert json.loads(result.stdout)["bpc"] == pytest.approx(faster.bpc, rel=1e-9)
