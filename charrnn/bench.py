@@ -280,22 +280,25 @@ def _sampler(model: CharRNN, num_samples: int) -> Callable[[], None]:
     return sample
 
 
-def streaming_rates(model: CharRNN, shape: BenchShape, min_time_s: float) -> tuple[float, float, float]:
-    """Batch-1 sampling and the bare cell loop (characters/s), and the matrix-vector bandwidth (GB/s),
-    timed in alternation so that a neighbour's load slows the rates and their bound alike."""
-    sample_s, loop_s, *pass_s = alternating_seconds_per_call(
-        [_sampler(model, 1), _cell_loop(model, 1), *matvec_passes(shape)], min_time_s
+def sampling_rates(model: CharRNN, shape: BenchShape, min_time_s: float) -> tuple[float, float, float, float, float]:
+    """Sampling and the bare cell loop at batch 1 and at `shape.num_samples` (characters/s), and the
+    matrix-vector bandwidth (GB/s), all timed in one alternation: a neighbour's load, or a spell in which
+    two threads run at the speed of one, slows every rate and the bound alike, so their ratios hold."""
+    batch = shape.num_samples
+    sample_s, loop_s, batch_sample_s, batch_loop_s, *pass_s = alternating_seconds_per_call(
+        [_sampler(model, 1), _cell_loop(model, 1), _sampler(model, batch), _cell_loop(model, batch)]
+        + matvec_passes(shape),
+        min_time_s,
     )
     bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / min(pass_s) / 1e9
-    return SAMPLE_LENGTH / sample_s, SAMPLE_LENGTH / loop_s, bandwidth
-
-
-def batch_sampling_chars_per_s(model: CharRNN, num_samples: int, min_time_s: float) -> tuple[float, float]:
-    """Characters per second of charrnn's sampling and of the bare cell loop at `num_samples`, timed in alternation."""
-    sample_s, loop_s = alternating_seconds_per_call(
-        [_sampler(model, num_samples), _cell_loop(model, num_samples)], min_time_s
+    batch_chars = SAMPLE_LENGTH * batch
+    return (
+        SAMPLE_LENGTH / sample_s,
+        SAMPLE_LENGTH / loop_s,
+        bandwidth,
+        batch_chars / batch_sample_s,
+        batch_chars / batch_loop_s,
     )
-    return SAMPLE_LENGTH * num_samples / sample_s, SAMPLE_LENGTH * num_samples / loop_s
 
 
 def _cell_loop(model: CharRNN, num_samples: int) -> Callable[[], None]:
@@ -354,10 +357,8 @@ def run(
     model = CharRNN(shape.model_config()).eval()
     announce("evaluation")
     evaluation = eval_chars_per_s(model, eval_chars, min_time_s)
-    announce("streaming sampling and matrix-vector bandwidth")
-    sample, cell_loop, bandwidth = streaming_rates(model, shape, min_time_s)
-    announce(f"sampling {shape.num_samples} side by side")
-    batch_sample, batch_cell_loop = batch_sampling_chars_per_s(model, shape.num_samples, min_time_s)
+    announce(f"sampling at batch 1 and {shape.num_samples}, and matrix-vector bandwidth")
+    sample, cell_loop, bandwidth, batch_sample, batch_cell_loop = sampling_rates(model, shape, min_time_s)
     return BenchReport(
         shape=shape,
         threads=torch.get_num_threads(),
