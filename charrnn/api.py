@@ -56,7 +56,7 @@ class Loaded:
         if not dynamic:
             return evaluate(self.model, ids, 1, len(ids))
         settings = dynamic if isinstance(dynamic, DynamicEvalConfig) else DynamicEvalConfig()
-        return dynamic_evaluate(self.model, ids, 1, len(ids), settings.lr, settings.decay)
+        return dynamic_evaluate(self.model, ids, 1, len(ids), settings)
 
     def fill(self, text: str, mask_char: str = "_", temperature: float = 0.0, seed: int = 0) -> Filled:
         """`text` with each run of `mask_char` replaced by the fill model's characters, and a report per gap."""

@@ -34,23 +34,22 @@ def dynamic_evaluate(
     ids: torch.Tensor,
     start: int,
     end: int,
-    lr: float = DynamicEvalConfig.lr,
-    decay: float = DynamicEvalConfig.decay,
+    settings: DynamicEvalConfig = DynamicEvalConfig(),
     warmup: int = WARMUP_CHARS,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Cross-entropy of ids[start:end], adapting a copy of `model` as it reads; `model` is left as it was.
 
-    The state is first warmed on the `warmup` characters before `start`, as `evaluate` does.
+    `settings` holds the step size and the pull back toward the trained weights. The state is first warmed on
+    the `warmup` characters before `start`, as `evaluate` does.
     `on_progress` receives the number of characters scored after each segment.
     """
     start = scored_start(start, end)
-    DynamicEvalConfig(lr, decay)
     device = next(model.parameters()).device
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring, as in `evaluate`
     params = [p.requires_grad_(True) for p in adapted.parameters()]
     trained = [p.detach().clone() for p in params]
-    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.0, GRAD_SQUARE_AVERAGING))
+    optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(0.0, GRAD_SQUARE_AVERAGING))
     first = max(0, start - 1 - warmup)
     text = ids[first:end].long().to(device)  # text[i] is ids[first + i]
     nats = torch.zeros((), dtype=torch.float64, device=device)
@@ -70,10 +69,10 @@ def dynamic_evaluate(
             optimizer.zero_grad(set_to_none=True)
             (loss / (e - s)).backward()
             optimizer.step()
-            if decay:
+            if settings.decay:
                 with torch.no_grad():
                     for p, t in zip(params, trained):
-                        p.lerp_(t, decay)
+                        p.lerp_(t, settings.decay)
             if on_progress is not None:
                 on_progress(e - s)
     return EvalResult(nats=float(nats), chars=end - start, correct=int(correct))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charrnn import dynamic
-from charrnn.config import ModelConfig
+from charrnn.config import DynamicEvalConfig, ModelConfig
 from charrnn.dynamic import dynamic_evaluate
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
@@ -42,9 +42,9 @@ def test_no_segment_is_scored_with_weights_that_read_a_later_one(monkeypatch):
     length, start = dynamic.SEGMENT_LEN, 1200
     changed = text.clone()
     changed[start + 2 * length : start + 3 * length] = (text[start + 2 * length : start + 3 * length] + 1) % 6
-    dynamic_evaluate(model, text, start, start + 3 * length, lr=1e-2, warmup=50)
+    dynamic_evaluate(model, text, start, start + 3 * length, DynamicEvalConfig(lr=1e-2), warmup=50)
     as_read, scored[:] = scored[:], []
-    dynamic_evaluate(model, changed, start, start + 3 * length, lr=1e-2, warmup=50)
+    dynamic_evaluate(model, changed, start, start + 3 * length, DynamicEvalConfig(lr=1e-2), warmup=50)
     assert len(as_read) == len(scored) == 3
     assert as_read[:2] == scored[:2] and as_read[2] != scored[2]
 
@@ -52,7 +52,7 @@ def test_no_segment_is_scored_with_weights_that_read_a_later_one(monkeypatch):
 def test_it_learns_a_pattern_the_model_never_saw_while_reading_it():
     model, ids = untrained(), repeated_pattern(3000)
     static = evaluate(model, ids, 1, len(ids))
-    adapted = dynamic_evaluate(model, ids, 1, len(ids), lr=1e-2)
+    adapted = dynamic_evaluate(model, ids, 1, len(ids), DynamicEvalConfig(lr=1e-2))
     assert adapted.chars == static.chars == len(ids) - 1
     assert static.bpc > 2.0
     assert adapted.bpc < 0.5 * static.bpc
@@ -62,8 +62,8 @@ def test_it_learns_a_pattern_the_model_never_saw_while_reading_it():
 def test_decay_pulls_the_weights_back_to_the_trained_ones():
     model, ids = untrained(), repeated_pattern(1000)
     static = evaluate(model, ids, 1, len(ids)).bpc
-    free = dynamic_evaluate(model, ids, 1, len(ids), lr=1e-2, decay=0.0).bpc
-    held = dynamic_evaluate(model, ids, 1, len(ids), lr=1e-2, decay=0.999).bpc
+    free = dynamic_evaluate(model, ids, 1, len(ids), DynamicEvalConfig(lr=1e-2, decay=0.0)).bpc
+    held = dynamic_evaluate(model, ids, 1, len(ids), DynamicEvalConfig(lr=1e-2, decay=0.999)).bpc
     assert abs(held - static) < 0.01 * static
     assert free < 0.8 * static
 
@@ -89,7 +89,7 @@ def test_the_callers_model_is_untouched_and_a_second_run_gives_the_same_score():
 )
 def test_bad_settings_are_refused(options, message):
     with pytest.raises(CharRNNError, match=message.replace("[", r"\[").replace(")", r"\)")):
-        dynamic_evaluate(untrained(), repeated_pattern(100), 1, 100, **options)
+        DynamicEvalConfig(**options)
 
 
 def test_an_empty_span_is_refused():

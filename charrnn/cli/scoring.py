@@ -108,9 +108,7 @@ def eval_command(
     report = {}
     if dynamic:
         with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
-            result = dynamic_evaluate(
-                loaded.model, ids, start, end, settings.lr, settings.decay, on_progress=bar.update
-            )
+            result = dynamic_evaluate(loaded.model, ids, start, end, settings, on_progress=bar.update)
         report["dynamic"] = dataclasses.asdict(settings)
         what += " (dynamic evaluation)"
     else:
