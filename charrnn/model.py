@@ -94,6 +94,11 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return x * torch.rand(x.shape, device=x.device).ge_(p).div_(1 - p).to(x.dtype)
 
 
+def has_finite_weights(model: nn.Module) -> bool:
+    """Whether every parameter is finite: a NaN or infinity in one spreads to every output."""
+    return all(bool(p.isfinite().all()) for p in model.parameters())
+
+
 def detach_state(state: State | None) -> State | None:
     """Cut the graph between training windows: truncated back-propagation through time."""
     if state is None:

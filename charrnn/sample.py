@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from charrnn.config import SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, layer_weights
+from charrnn.model import CharRNN, has_finite_weights, layer_weights
 
 PRIME_HINT = "Use only characters from the training text in --prime"
 
@@ -80,7 +80,7 @@ def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generato
 def require_finite_weights(model) -> None:
     """`draw` does not check its probabilities, as torch.multinomial did at every step; weights are what
     make them NaN, so they are checked once, before sampling starts."""
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+    if not has_finite_weights(model):
         raise CharRNNError(
             "the checkpoint holds non-finite weights, so it has no distribution to sample from. "
             "Use an earlier checkpoint, e.g. the run's best.pt"

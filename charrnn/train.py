@@ -27,7 +27,7 @@ from charrnn.averaging import WeightAverage
 from charrnn.config import DEFAULT_MAX_STEPS, ModelConfig, TrainConfig, to_dict
 from charrnn.data import Vocabulary, splits
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, detach_state
+from charrnn.model import CharRNN, detach_state, has_finite_weights
 from charrnn.objectives import objective_for
 from charrnn.rundir import METRICS, RunDir
 
@@ -379,7 +379,7 @@ class Trainer:
             return progress
         began = time.perf_counter()
         val_loss = self.validate()
-        if not math.isfinite(val_loss) or not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+        if not math.isfinite(val_loss) or not has_finite_weights(self.model):
             raise self._non_finite(self.step, "the validation loss or the weights")
         self.last_val_loss = val_loss
         if self.best_val_loss is None or val_loss < self.best_val_loss:
