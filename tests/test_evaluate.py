@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -46,3 +47,48 @@ def test_evaluation_leaves_training_mode_as_it_was():
     model.train()
     evaluate(model, torch.randint(0, 5, (50,)), 1, 50)
     assert model.training
+
+
+def _scores_by_thread_count(cell, monkeypatch, autocast=False):
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=13, cell=cell, hidden_size=32, embed_size=4)).eval()
+    ids = torch.randint(0, 13, (5000,), dtype=torch.uint8)
+    monkeypatch.setattr(evaluate_module, "CHUNK_LEN", 300)
+    results = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            results[threads] = evaluate(model, ids, 1, 5000)
+        assert torch.get_num_threads() == threads
+    return results
+
+
+def test_threads_scoring_streams_side_by_side_give_the_same_score(monkeypatch):
+    for cell in ("rnn", "gru", "lstm"):
+        one, two = _scores_by_thread_count(cell, monkeypatch).values()
+        assert (one.chars, one.correct) == (two.chars, two.correct)
+        assert math.isclose(one.nats, two.nats, rel_tol=1e-9)
+
+
+def test_threads_scoring_side_by_side_keep_the_callers_autocast(monkeypatch):
+    full = _scores_by_thread_count("gru", monkeypatch)[2]
+    one, two = _scores_by_thread_count("gru", monkeypatch, autocast=True).values()
+    assert math.isclose(one.nats, two.nats, rel_tol=1e-9)
+    assert not math.isclose(full.nats, two.nats, rel_tol=1e-9)
+
+
+def test_an_error_in_one_scoring_thread_stops_the_others_and_restores_the_thread_count():
+    torch.set_num_threads(2)
+    finished = []
+
+    def score(share, stop):
+        if share == "fails":
+            raise RuntimeError("out of memory")
+        stop.wait(timeout=10)
+        finished.append(stop.is_set())
+        return torch.zeros(2)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluate_module._side_by_side(score, ["fails", "waits"])
+    assert finished == [True]
+    assert torch.get_num_threads() == 2
