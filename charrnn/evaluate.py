@@ -101,24 +101,29 @@ def _side_by_side(score, shares: list) -> list:
     """`score(share, stop)` for every share, each in its own thread when there are several.
 
     A worker thread starts with PyTorch's defaults, so it is given the caller's autocast (bf16 or fp16
-    on a CPU) and a share of its threads. On an exception here (Ctrl-C included) the workers are told
-    to stop after their current window of steps, and the thread count is put back as it was."""
+    on a CPU) and a share of its threads. When one worker fails, or the caller is interrupted (Ctrl-C),
+    every worker stops after its current window of steps, and the thread count that new threads take
+    (which the workers set) is put back."""
     stop = threading.Event()
     if len(shares) == 1:
         return [score(shares[0], stop)]
     threads = torch.get_num_threads()
-    autocast = {"dtype": torch.get_autocast_dtype("cpu"), "enabled": torch.is_autocast_enabled("cpu")}
+    caller_autocast = {"dtype": torch.get_autocast_dtype("cpu"), "enabled": torch.is_autocast_enabled("cpu")}
 
     def work(share):
-        with torch.autocast("cpu", **autocast):
-            return score(share, stop)
+        try:
+            with torch.autocast("cpu", **caller_autocast):
+                return score(share, stop)
+        except BaseException:
+            stop.set()
+            raise
 
     try:
         with ThreadPoolExecutor(
             len(shares), initializer=torch.set_num_threads, initargs=(max(1, threads // len(shares)),)
         ) as pool:
-            futures = [pool.submit(work, share) for share in shares]
             try:
+                futures = [pool.submit(work, share) for share in shares]
                 return [future.result() for future in futures]
             except BaseException:
                 stop.set()

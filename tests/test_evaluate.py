@@ -1,4 +1,5 @@
 import math
+import threading
 
 import pytest
 import torch
@@ -49,46 +50,88 @@ def test_evaluation_leaves_training_mode_as_it_was():
     assert model.training
 
 
-def _scores_by_thread_count(cell, monkeypatch, autocast=False):
+def _model_that_records_its_threads(cell):
+    """A model, and a list that gets, per forward call: its thread, inference mode, CPU autocast and
+    PyTorch's thread count in that thread."""
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=13, cell=cell, hidden_size=32, embed_size=4)).eval()
-    ids = torch.randint(0, 13, (5000,), dtype=torch.uint8)
+    calls = []
+
+    def record(module, inputs, output):
+        calls.append(
+            (
+                threading.get_ident(),
+                torch.is_inference_mode_enabled(),
+                torch.is_autocast_enabled("cpu"),
+                torch.get_num_threads(),
+            )
+        )
+
+    model.register_forward_hook(record)
+    return model, calls
+
+
+def _score_with(threads, model, monkeypatch, autocast=False):
     monkeypatch.setattr(evaluate_module, "CHUNK_LEN", 300)
-    results = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
-            results[threads] = evaluate(model, ids, 1, 5000)
-        assert torch.get_num_threads() == threads
-    return results
+    ids = torch.randint(0, 13, (5000,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    torch.set_num_threads(threads)
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        return evaluate(model, ids, 1, 5000)
 
 
-def test_threads_scoring_streams_side_by_side_give_the_same_score(monkeypatch):
-    for cell in ("rnn", "gru", "lstm"):
-        one, two = _scores_by_thread_count(cell, monkeypatch).values()
-        assert (one.chars, one.correct) == (two.chars, two.correct)
-        assert math.isclose(one.nats, two.nats, rel_tol=1e-9)
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_the_rnn_and_the_gru_score_their_streams_in_threads_to_the_same_result(cell, monkeypatch):
+    model, calls = _model_that_records_its_threads(cell)
+    one = _score_with(1, model, monkeypatch)
+    assert {thread for thread, *_ in calls} == {threading.get_ident()}
+    calls.clear()
+    two = _score_with(2, model, monkeypatch)
+    workers = {thread for thread, *_ in calls}
+    assert len(workers) == 2 and threading.get_ident() not in workers
+    assert all(inference and threads == 1 for _, inference, _, threads in calls)
+    assert (one.chars, one.correct) == (two.chars, two.correct)
+    assert math.isclose(one.nats, two.nats, rel_tol=1e-9)
 
 
-def test_threads_scoring_side_by_side_keep_the_callers_autocast(monkeypatch):
-    full = _scores_by_thread_count("gru", monkeypatch)[2]
-    one, two = _scores_by_thread_count("gru", monkeypatch, autocast=True).values()
+def test_the_lstm_scores_its_streams_in_the_callers_thread(monkeypatch):
+    model, calls = _model_that_records_its_threads("lstm")
+    _score_with(2, model, monkeypatch)
+    assert {thread for thread, *_ in calls} == {threading.get_ident()}
+
+
+def test_scoring_threads_keep_the_callers_autocast(monkeypatch):
+    model, calls = _model_that_records_its_threads("gru")
+    full = _score_with(2, model, monkeypatch)
+    one = _score_with(1, model, monkeypatch, autocast=True)
+    calls.clear()
+    two = _score_with(2, model, monkeypatch, autocast=True)
+    assert calls and all(autocast for _, _, autocast, _ in calls)
     assert math.isclose(one.nats, two.nats, rel_tol=1e-9)
     assert not math.isclose(full.nats, two.nats, rel_tol=1e-9)
 
 
-def test_an_error_in_one_scoring_thread_stops_the_others_and_restores_the_thread_count():
+def test_threads_started_after_scoring_get_the_thread_count_as_before(monkeypatch):
+    model, calls = _model_that_records_its_threads("gru")
+    _score_with(2, model, monkeypatch)
+    assert len({thread for thread, *_ in calls}) == 2
+    seen = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [2]
+
+
+@pytest.mark.parametrize("shares", [["fails", "waits"], ["waits", "fails"]])
+def test_an_error_in_one_scoring_thread_stops_the_others(shares):
     torch.set_num_threads(2)
     finished = []
 
     def score(share, stop):
         if share == "fails":
             raise RuntimeError("out of memory")
-        stop.wait(timeout=10)
-        finished.append(stop.is_set())
+        finished.append(stop.wait(timeout=10))
         return torch.zeros(2)
 
     with pytest.raises(RuntimeError, match="out of memory"):
-        evaluate_module._side_by_side(score, ["fails", "waits"])
+        evaluate_module._side_by_side(score, shares)
     assert finished == [True]
-    assert torch.get_num_threads() == 2
