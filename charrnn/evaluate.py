@@ -16,6 +16,10 @@ from charrnn.errors import CharRNNError
 CHUNK_LEN = 8192
 MAX_STREAMS = 64
 TIME_WINDOW = 1024
+# The most logits (streams x steps x vocabulary) one window may hold: 32 MB of fp32, which 64 streams
+# of a 128-character vocabulary fill at 1,024 steps. A larger vocabulary (Chinese text has thousands of
+# characters) gets shorter windows instead of gigabytes of logits.
+MAX_WINDOW_LOGITS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -157,15 +161,14 @@ def _score_group(model, ids, counted, chunks, warmup, device, stop: threading.Ev
     inputs, targets, mask = inputs.to(device), targets.to(device), mask.to(device)
     total = torch.zeros((2,), dtype=torch.float64, device=device)
     state = None
-    for t in range(0, length, TIME_WINDOW):
+    window = max(1, min(TIME_WINDOW, MAX_WINDOW_LOGITS // (len(chunks) * model.config.vocab_size)))
+    for t in range(0, length, window):
         if stop.is_set():
             break
-        logits, state = model(inputs[:, t : t + TIME_WINDOW], state)
-        nats = F.cross_entropy(
-            logits.flatten(0, 1).float(), targets[:, t : t + TIME_WINDOW].flatten(), reduction="none"
-        )
-        counts = mask[:, t : t + TIME_WINDOW].flatten()
-        guessed = logits.flatten(0, 1).argmax(-1) == targets[:, t : t + TIME_WINDOW].flatten()
+        logits, state = model(inputs[:, t : t + window], state)
+        nats = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, t : t + window].flatten(), reduction="none")
+        counts = mask[:, t : t + window].flatten()
+        guessed = logits.flatten(0, 1).argmax(-1) == targets[:, t : t + window].flatten()
         total[0] += (nats * counts).sum(dtype=torch.float64)
         total[1] += (guessed & counts).sum(dtype=torch.float64)
     return total

@@ -135,3 +135,17 @@ def test_an_error_in_one_scoring_thread_stops_the_others(shares):
     with pytest.raises(RuntimeError, match="out of memory"):
         evaluate_module._side_by_side(score, shares)
     assert finished == [True]
+
+
+def test_a_large_vocabulary_is_scored_in_shorter_windows_to_the_same_result(monkeypatch):
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=13, cell="gru", hidden_size=16, embed_size=4, num_layers=2)).eval()
+    ids = torch.randint(0, 13, (2000,), dtype=torch.uint8)
+    window_logits = []
+    model.register_forward_hook(lambda module, inputs, output: window_logits.append(output[0].numel()))
+    monkeypatch.setattr(evaluate_module, "CHUNK_LEN", 300)
+    # Five chunks of 13 logits a step: windows of 7 steps.
+    monkeypatch.setattr(evaluate_module, "MAX_WINDOW_LOGITS", 5 * 13 * 7)
+    result = evaluate(model, ids, 500, 2000, warmup=3000)
+    assert max(window_logits) <= 5 * 13 * 7
+    assert math.isclose(result.nats, full_context_nats(model, ids, 500, 2000), rel_tol=1e-5)
