@@ -3,8 +3,9 @@
 Pure measurement: `run` returns a `BenchReport`; the CLI renders it. Every rate is the median of
 repeated timed calls after one warm-up call, except the matrix-multiply peak, which is the fastest
 call. Training is timed in alternation with the bare fused cell, and sampling with the bare cell
-loop (and, at batch 1, with the matrix-vector bandwidth), so that a neighbour's load on a shared
-machine slows each rate and its bound alike; the other ratios compare separate measurements.
+loop and with the bare matrix products a sampling step must run (its limits), so that a neighbour's
+load on a shared machine slows each rate and its bound alike; the other ratios compare separate
+measurements.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.data import TRAIN_FRACTION, Vocabulary, min_train_chars
 from charrnn.evaluate import evaluate
 from charrnn.model import CharRNN, layer_weights
-from charrnn.sample import choose, generate
+from charrnn.sample import choose, column_major, generate
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # Newline and printable ASCII: about what an English text holds.
@@ -84,6 +85,10 @@ class BenchShape:
     def streamed_bytes_per_step(self) -> int:
         return FLOAT_BYTES * sum(rows * cols for rows, cols in self.step_matrices())
 
+    def step_flops_per_char(self) -> int:
+        """Matrix-product FLOPs of one sampling step for one sample."""
+        return 2 * sum(rows * cols for rows, cols in self.step_matrices())
+
 
 @dataclass(frozen=True)
 class CorpusBench:
@@ -109,6 +114,7 @@ class BenchReport:
     cell_loop_chars_per_s: float
     batch_sample_chars_per_s: float
     batch_cell_loop_chars_per_s: float
+    batch_product_gflops: float
     peak_rss_mb: float
     corpus: CorpusBench | None = None
 
@@ -125,6 +131,11 @@ class BenchReport:
         """Batch 1 can go no faster than reading every weight matrix once per character."""
         return self.matvec_gb_per_s * 1e9 / self.shape.streamed_bytes_per_step()
 
+    @property
+    def arithmetic_limit_chars_per_s(self) -> float:
+        """A batch of samples can go no faster than its step's matrix products at that many rows."""
+        return self.batch_product_gflops * 1e9 / self.shape.step_flops_per_char()
+
     def ratios(self) -> dict[str, float]:
         return {
             "cell_mfu": self.cell_gflops / self.matmul_gflops,
@@ -135,6 +146,9 @@ class BenchReport:
             "sample_vs_stream_limit": self.sample_chars_per_s / self.stream_limit_chars_per_s,
             "batch_sample_vs_cell_loop": self.batch_sample_chars_per_s / self.batch_cell_loop_chars_per_s,
             "batch_sample_vs_single": self.batch_sample_chars_per_s / self.sample_chars_per_s,
+            "batch_sample_vs_arithmetic_limit": self.batch_sample_chars_per_s / self.arithmetic_limit_chars_per_s,
+            # The most a batch can gain over this batch-1 rate: a faster batch 1 lowers it.
+            "arithmetic_limit_vs_single": self.arithmetic_limit_chars_per_s / self.sample_chars_per_s,
         }
 
     def as_dict(self) -> dict:
@@ -142,6 +156,7 @@ class BenchReport:
             "cell_gflops": self.cell_gflops,
             "train_gflops": self.train_gflops,
             "stream_limit_chars_per_s": self.stream_limit_chars_per_s,
+            "arithmetic_limit_chars_per_s": self.arithmetic_limit_chars_per_s,
         }
         return {**dataclasses.asdict(self), **derived, "ratios": self.ratios()}
 
@@ -251,19 +266,21 @@ def eval_chars_per_s(model: CharRNN, chars: int, min_time_s: float) -> float:
     return chars / seconds_per_call(lambda: evaluate(model, ids, 1, chars + 1), min_time_s, min_calls=1)
 
 
-def matvec_passes(shape: BenchShape) -> list[Callable[[], None]]:
-    """Matrix-vector products over matrices of the shapes a sampling step reads, as many passes as a
-    sample has steps: one callable per storage order, since streaming sampling keeps its weights in
-    the transposed one (see sample.Stepper) and a bound must hold for either."""
-    matrices = [torch.randn(rows, cols) for rows, cols in shape.step_matrices()]
-    vectors = [torch.randn(cols) for _, cols in shape.step_matrices()]
+def product_passes(shape: BenchShape, rows: int) -> list[Callable[[], None]]:
+    """The bare matrix products of a sampling step for `rows` samples, as many passes as a sample has
+    steps: one callable per storage order, since streaming sampling keeps its weights in the transposed
+    one (see sample.Stepper) and a bound must hold for either. At one row each product reads a whole
+    matrix for a few FLOPs per weight, so it measures how fast weights stream from memory; at 32 rows
+    it measures arithmetic."""
+    matrices = [torch.randn(out, cols) for out, cols in shape.step_matrices()]
+    inputs = [torch.randn(rows, cols) for _, cols in shape.step_matrices()]
 
     def passes(stored):
         for _ in range(SAMPLE_LENGTH):
-            for matrix, vector in zip(stored, vectors):
-                torch.mv(matrix, vector)
+            for matrix, x in zip(stored, inputs):
+                torch.mm(x, matrix.t())
 
-    return [functools.partial(passes, matrices), functools.partial(passes, [m.t().contiguous().t() for m in matrices])]
+    return [functools.partial(passes, matrices), functools.partial(passes, [column_major(m) for m in matrices])]
 
 
 _CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
@@ -280,24 +297,30 @@ def _sampler(model: CharRNN, num_samples: int) -> Callable[[], None]:
     return sample
 
 
-def sampling_rates(model: CharRNN, shape: BenchShape, min_time_s: float) -> tuple[float, float, float, float, float]:
-    """Sampling and the bare cell loop at batch 1 and at `shape.num_samples` (characters/s), and the
-    matrix-vector bandwidth (GB/s), all timed in one alternation: a neighbour's load, or a spell in which
-    two threads run at the speed of one, slows every rate and the bound alike, so their ratios hold."""
+def sampling_rates(
+    model: CharRNN, shape: BenchShape, min_time_s: float
+) -> tuple[float, float, float, float, float, float]:
+    """Sampling and the bare cell loop at batch 1 and at `shape.num_samples` (characters/s), the
+    matrix-vector bandwidth (GB/s) and the batch's matrix-product rate (GFLOP/s), all timed in one
+    alternation: a neighbour's load, or a spell in which two threads run at the speed of one, slows
+    every rate and its bound alike, so their ratios hold."""
     batch = shape.num_samples
     sample_s, loop_s, batch_sample_s, batch_loop_s, *pass_s = alternating_seconds_per_call(
         [_sampler(model, 1), _cell_loop(model, 1), _sampler(model, batch), _cell_loop(model, batch)]
-        + matvec_passes(shape),
+        + product_passes(shape, 1)
+        + product_passes(shape, batch),
         min_time_s,
     )
-    bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / min(pass_s) / 1e9
+    bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / min(pass_s[:2]) / 1e9
     batch_chars = SAMPLE_LENGTH * batch
+    batch_gflops = batch_chars * shape.step_flops_per_char() / min(pass_s[2:]) / 1e9
     return (
         SAMPLE_LENGTH / sample_s,
         SAMPLE_LENGTH / loop_s,
         bandwidth,
         batch_chars / batch_sample_s,
         batch_chars / batch_loop_s,
+        batch_gflops,
     )
 
 
@@ -357,8 +380,8 @@ def run(
     model = CharRNN(shape.model_config()).eval()
     announce("evaluation")
     evaluation = eval_chars_per_s(model, eval_chars, min_time_s)
-    announce(f"sampling at batch 1 and {shape.num_samples}, and matrix-vector bandwidth")
-    sample, cell_loop, bandwidth, batch_sample, batch_cell_loop = sampling_rates(model, shape, min_time_s)
+    announce(f"sampling at batch 1 and {shape.num_samples}, and their matrix products")
+    sample, cell_loop, bandwidth, batch_sample, batch_cell_loop, batch_gflops = sampling_rates(model, shape, min_time_s)
     return BenchReport(
         shape=shape,
         threads=torch.get_num_threads(),
@@ -371,6 +394,7 @@ def run(
         cell_loop_chars_per_s=cell_loop,
         batch_sample_chars_per_s=batch_sample,
         batch_cell_loop_chars_per_s=batch_cell_loop,
+        batch_product_gflops=batch_gflops,
         peak_rss_mb=peak_rss_mb(),
         corpus=corpus_bench,
     )

@@ -29,6 +29,12 @@ def test_ratios_follow_from_the_rates(report):
     ratios = report.ratios()
     assert ratios["train_vs_cell"] == pytest.approx(report.train_chars_per_s / report.cell_chars_per_s)
     assert ratios["train_mfu"] == pytest.approx(report.train_gflops / report.matmul_gflops)
+    assert report.arithmetic_limit_chars_per_s == pytest.approx(
+        report.batch_product_gflops * 1e9 / TINY_SHAPE.step_flops_per_char()
+    )
+    assert ratios["arithmetic_limit_vs_single"] == pytest.approx(
+        report.arithmetic_limit_chars_per_s / report.sample_chars_per_s
+    )
     assert report.peak_rss_mb > 0 and report.threads == torch.get_num_threads()
 
 
@@ -40,6 +46,7 @@ def test_flops_and_streamed_bytes_count_every_weight_matrix(cell, gates):
     assert shape.model_flops_per_char() == 3 * 2 * (recurrent + 8 * 5)
     # The first layer's input projection is a table row, so its W_ih is not streamed.
     assert shape.streamed_bytes_per_step() == 4 * (recurrent - gates * 8 * 3 + 8 * 5)
+    assert shape.step_flops_per_char() == 2 * (recurrent - gates * 8 * 3 + 8 * 5)
 
 
 def test_synthetic_text_holds_exactly_the_vocabulary():

@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from charrnn.config import ModelConfig
-from charrnn.model import CharRNN, detach_state, dropout, gru_step, layer_weights, lstm_step, rnn_step
+from charrnn.model import (
+    CharRNN,
+    detach_state,
+    dropout,
+    gru_step,
+    has_finite_weights,
+    layer_weights,
+    lstm_step,
+    rnn_step,
+)
 from charrnn.sample import Stepper
 
 
@@ -166,3 +175,12 @@ def test_detach_state_cuts_the_graph():
     _, state = model(torch.zeros(1, 3, dtype=torch.long))
     assert all(s.requires_grad for s in state)
     assert not any(s.requires_grad for s in detach_state(state))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_one_non_finite_weight_anywhere_is_found(bad):
+    model = CharRNN(ModelConfig(vocab_size=5, hidden_size=4, embed_size=2))
+    assert has_finite_weights(model)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0[2, 1] = bad
+    assert not has_finite_weights(model)

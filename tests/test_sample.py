@@ -5,7 +5,8 @@ from charrnn.api import load
 from charrnn.config import SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.sample import choose, draw, generate
+from charrnn.model import CharRNN
+from charrnn.sample import choose, column_major, draw, generate
 
 
 def text_of(loaded, prime="", **options):
@@ -49,7 +50,6 @@ def test_unknown_prime_characters_are_named(tiny_run):
 
 def test_no_newline_in_vocabulary_starts_from_a_random_character():
     from charrnn.config import ModelConfig
-    from charrnn.model import CharRNN
 
     model = CharRNN(ModelConfig(vocab_size=3, hidden_size=4, embed_size=2))
     vocab = Vocabulary(["a", "b", "c"])
@@ -90,3 +90,27 @@ def test_a_seed_draws_what_torch_multinomial_draws():
     for seed in range(5):
         expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed)).squeeze(1)
         assert torch.equal(draw(probs, torch.Generator().manual_seed(seed)), expected)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("prime", ["T", "The q"])
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_greedy_text_is_what_the_fused_model_ranks_first_at_every_step(cell, prime, num_samples):
+    from charrnn.config import ModelConfig
+
+    vocab = Vocabulary(list("Tabcdehiklnoqrstu .\n"))
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=len(vocab), cell=cell, num_layers=2, hidden_size=24, embed_size=6))
+    config = SampleConfig(length=30, temperature=0, num_samples=num_samples)
+    samples = ["".join(chars) for chars in zip(*generate(model, vocab, config, prime, 0))]
+    assert len(set(samples)) == 1
+    ids = vocab.encode(prime + samples[0]).long().unsqueeze(0)
+    with torch.inference_mode():
+        logits, _ = model(ids)
+    assert torch.equal(logits[0, len(prime) - 1 : -1].argmax(-1), ids[0, len(prime) :])
+
+
+def test_column_major_holds_the_same_matrix_with_a_contiguous_transpose():
+    matrix = torch.randn(300, 7)
+    stored = column_major(matrix)
+    assert torch.equal(stored, matrix) and stored.t().is_contiguous()

@@ -94,7 +94,20 @@ def bench(
         f"{loop} at batch {num_samples}",
         f"{ratios['batch_sample_vs_cell_loop']:.2f}",
     )
-    table.add_row("", "", "", "sampling, batch 1", f"{ratios['batch_sample_vs_single']:.1f}")
+    table.add_row(
+        "",
+        "",
+        f"{report.batch_product_gflops:.1f}",
+        f"arithmetic limit {report.arithmetic_limit_chars_per_s:,.0f}",
+        f"{ratios['batch_sample_vs_arithmetic_limit']:.2f}",
+    )
+    table.add_row(
+        "",
+        "",
+        "",
+        "sampling, batch 1",
+        f"{ratios['batch_sample_vs_single']:.1f} of at most {ratios['arithmetic_limit_vs_single']:.1f}",
+    )
     out.print(
         f"{layers}-layer {hidden_size}-unit {cell}, batch {batch_size}, sequence {seq_len}, "
         f"vocabulary {report.shape.vocab_size}, {report.threads} threads",
