@@ -266,21 +266,31 @@ def eval_chars_per_s(model: CharRNN, chars: int, min_time_s: float) -> float:
     return chars / seconds_per_call(lambda: evaluate(model, ids, 1, chars + 1), min_time_s, min_calls=1)
 
 
-def product_passes(shape: BenchShape, rows: int) -> list[Callable[[], None]]:
-    """The bare matrix products of a sampling step for `rows` samples, as many passes as a sample has
-    steps: one callable per storage order, since streaming sampling keeps its weights in the transposed
-    one (see sample.Stepper) and a bound must hold for either. At one row each product reads a whole
-    matrix for a few FLOPs per weight, so it measures how fast weights stream from memory; at 32 rows
-    it measures arithmetic."""
-    matrices = [torch.randn(out, cols) for out, cols in shape.step_matrices()]
-    inputs = [torch.randn(rows, cols) for _, cols in shape.step_matrices()]
+def _product_passes(shape: BenchShape, inputs: list[torch.Tensor], product) -> list[Callable[[], None]]:
+    """`product(matrix, input)` over matrices of the shapes a sampling step reads, as many passes as a
+    sample has steps: one callable per storage order, since streaming sampling keeps its weights in the
+    transposed one (see sample.Stepper) and a bound must hold for either."""
+    matrices = [torch.randn(rows, cols) for rows, cols in shape.step_matrices()]
 
     def passes(stored):
         for _ in range(SAMPLE_LENGTH):
             for matrix, x in zip(stored, inputs):
-                torch.mm(x, matrix.t())
+                product(matrix, x)
 
     return [functools.partial(passes, matrices), functools.partial(passes, [column_major(m) for m in matrices])]
+
+
+def matvec_passes(shape: BenchShape) -> list[Callable[[], None]]:
+    """Matrix-vector products: each reads a whole matrix for two FLOPs per weight, so they measure how
+    fast weights stream from memory."""
+    return _product_passes(shape, [torch.randn(cols) for _, cols in shape.step_matrices()], torch.mv)
+
+
+def batch_product_passes(shape: BenchShape) -> list[Callable[[], None]]:
+    """The products of `shape.num_samples` rows at once, as a batched sampling step runs them (input times
+    the transposed weight): at 32 rows each weight serves 64 FLOPs, so they measure arithmetic."""
+    inputs = [torch.randn(shape.num_samples, cols) for _, cols in shape.step_matrices()]
+    return _product_passes(shape, inputs, lambda matrix, x: torch.mm(x, matrix.t()))
 
 
 _CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
@@ -301,19 +311,19 @@ def sampling_rates(
     model: CharRNN, shape: BenchShape, min_time_s: float
 ) -> tuple[float, float, float, float, float, float]:
     """Sampling and the bare cell loop at batch 1 and at `shape.num_samples` (characters/s), the
-    matrix-vector bandwidth (GB/s) and the batch's matrix-product rate (GFLOP/s), all timed in one
-    alternation: a neighbour's load, or a spell in which two threads run at the speed of one, slows
-    every rate and its bound alike, so their ratios hold."""
+    matrix-vector bandwidth (GB/s) and the batch's matrix-product rate (GFLOP/s), each bound from the
+    faster storage order, all timed in one alternation: a neighbour's load, or a spell in which two
+    threads run at the speed of one, slows every rate and its bound alike, so their ratios hold."""
     batch = shape.num_samples
-    sample_s, loop_s, batch_sample_s, batch_loop_s, *pass_s = alternating_seconds_per_call(
-        [_sampler(model, 1), _cell_loop(model, 1), _sampler(model, batch), _cell_loop(model, batch)]
-        + product_passes(shape, 1)
-        + product_passes(shape, batch),
-        min_time_s,
-    )
-    bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / min(pass_s[:2]) / 1e9
+    samplers = [_sampler(model, 1), _cell_loop(model, 1), _sampler(model, batch), _cell_loop(model, batch)]
+    streaming, arithmetic = matvec_passes(shape), batch_product_passes(shape)
+    seconds = alternating_seconds_per_call(samplers + streaming + arithmetic, min_time_s)
+    sample_s, loop_s, batch_sample_s, batch_loop_s = seconds[: len(samplers)]
+    streaming_s = min(seconds[len(samplers) : len(samplers) + len(streaming)])
+    arithmetic_s = min(seconds[len(samplers) + len(streaming) :])
+    bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / streaming_s / 1e9
     batch_chars = SAMPLE_LENGTH * batch
-    batch_gflops = batch_chars * shape.step_flops_per_char() / min(pass_s[2:]) / 1e9
+    batch_gflops = batch_chars * shape.step_flops_per_char() / arithmetic_s / 1e9
     return (
         SAMPLE_LENGTH / sample_s,
         SAMPLE_LENGTH / loop_s,

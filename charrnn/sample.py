@@ -26,6 +26,7 @@ class Stepper:
 
     def __init__(self, model: CharRNN, batch_size: int):
         self.model = model
+        self.batch_size = batch_size
         config = model.config
         self.cell = config.cell
         self.weights = [layer_weights(model.rnn, layer) for layer in range(config.num_layers)]
@@ -42,10 +43,10 @@ class Stepper:
             "rnn": torch.rnn_tanh_cell if config.nonlinearity == "tanh" else torch.rnn_relu_cell,
         }[config.cell]
 
-    def zero_state(self, batch_size: int) -> list:
+    def zero_state(self) -> list:
         """The state before the first character, one entry per layer, as the fused module starts."""
         weight = self.head[0]
-        zeros = [weight.new_zeros(batch_size, self.model.config.hidden_size) for _ in self.weights]
+        zeros = [weight.new_zeros(self.batch_size, self.model.config.hidden_size) for _ in self.weights]
         return [(h, torch.zeros_like(h)) for h in zeros] if self.cell == "lstm" else zeros
 
     def split_state(self, state):
@@ -142,7 +143,7 @@ def generate(
         if ids.shape[1] == 1:
             # One step beats one call of the fused module, whose fixed cost is the larger for one
             # character (the default LSTM: 0.2 against 2.3 ms on a 2-core CPU).
-            logits, layers = stepper.step(ids[:, 0], stepper.zero_state(n))
+            logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
         else:
             logits, state = model(ids)
             layers = stepper.split_state(state)

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from charrnn.api import load
-from charrnn.config import SampleConfig
+from charrnn.config import ModelConfig, SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN
-from charrnn.sample import choose, column_major, draw, generate
+from charrnn.sample import Stepper, choose, column_major, draw, generate
 
 
 def text_of(loaded, prime="", **options):
@@ -49,8 +49,6 @@ def test_unknown_prime_characters_are_named(tiny_run):
 
 
 def test_no_newline_in_vocabulary_starts_from_a_random_character():
-    from charrnn.config import ModelConfig
-
     model = CharRNN(ModelConfig(vocab_size=3, hidden_size=4, embed_size=2))
     vocab = Vocabulary(["a", "b", "c"])
     out = list(generate(model, vocab, SampleConfig(length=5, seed=0), "", 0))
@@ -96,8 +94,6 @@ def test_a_seed_draws_what_torch_multinomial_draws():
 @pytest.mark.parametrize("prime", ["T", "The q"])
 @pytest.mark.parametrize("num_samples", [1, 3])
 def test_greedy_text_is_what_the_fused_model_ranks_first_at_every_step(cell, prime, num_samples):
-    from charrnn.config import ModelConfig
-
     vocab = Vocabulary(list("Tabcdehiklnoqrstu .\n"))
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=len(vocab), cell=cell, num_layers=2, hidden_size=24, embed_size=6))
@@ -114,3 +110,17 @@ def test_column_major_holds_the_same_matrix_with_a_contiguous_transpose():
     matrix = torch.randn(300, 7)
     stored = column_major(matrix)
     assert torch.equal(stored, matrix) and stored.t().is_contiguous()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_step_from_the_zero_state_is_the_fused_models_first_step(cell, batch_size):
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=7, cell=cell, num_layers=2, hidden_size=12, embed_size=5)).eval()
+    ids = torch.randint(7, (batch_size, 1))
+    stepper = Stepper(model, batch_size)
+    with torch.inference_mode():
+        fused_logits, fused_state = model(ids)
+        logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
+    torch.testing.assert_close(logits, fused_logits[:, 0])
+    torch.testing.assert_close(stepper.join_state(layers), fused_state)
