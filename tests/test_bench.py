@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from charrnn import bench
 from charrnn.bench import BenchShape
 from charrnn.cli import app
+from charrnn.model import CharRNN
 
 TINY_SHAPE = BenchShape(hidden_size=16, embed_size=4, vocab_size=20, batch_size=4, seq_len=8, num_samples=3)
 TINY_OPTIONS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "8", "--num-samples", "3", "--min-time", "0"]
@@ -54,7 +55,7 @@ def test_each_sampling_bound_comes_from_the_faster_storage_order_of_its_own_prod
         return seconds
 
     monkeypatch.setattr(bench, "alternating_seconds_per_call", fake_alternation)
-    model = bench.CharRNN(TINY_SHAPE.model_config())
+    model = CharRNN(TINY_SHAPE.model_config())
     single, loop, bandwidth, batch, batch_loop, batch_gflops = bench.sampling_rates(model, TINY_SHAPE, 0.0)
     n, length = TINY_SHAPE.num_samples, bench.SAMPLE_LENGTH
     assert len(timed) == len(seconds)
