@@ -225,7 +225,7 @@ def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None 
 
     The training step reads `data` when given, else a synthetic text with the shape's vocabulary.
     """
-    from charrnn.train import Trainer
+    from charrnn.train import open_training
 
     chars = shape.batch_size * shape.seq_len
     length = int(4 * min_train_chars(shape.batch_size, shape.seq_len) / TRAIN_FRACTION)
@@ -241,7 +241,7 @@ def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None 
             "eval_every": 10**9,
         }
         model_options = {k: v for k, v in dataclasses.asdict(shape.model_config()).items() if k != "vocab_size"}
-        trainer = Trainer(Path(tmp) / "run", train_options, model_options)
+        trainer = open_training(Path(tmp) / "run", {**train_options, **model_options})
         steps = trainer.run()
         try:
             torch.manual_seed(0)

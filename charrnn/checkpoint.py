@@ -149,3 +149,31 @@ def load(path: Path) -> dict:
     if isinstance(content.get("model_config"), dict):
         content["model_config"] = {**ADDED_MODEL_OPTIONS, **content["model_config"]}
     return content
+
+
+def training_text(content: dict, fix: str):
+    """The encoded text a checkpoint was trained on, refused when the file has changed since."""
+    from charrnn import corpus_ids
+
+    source = content["train_config"]["data"]
+    encoded = corpus_ids.load(source)
+    if encoded.sha256 != content["data_sha256"]:
+        raise CharRNNError(f"the text of {source} changed since the model was trained. {fix}")
+    return encoded
+
+
+def training_content(*, model_config, train_config, vocab, data_sha256: str, model_state: dict, **progress) -> dict:
+    """What every checkpoint of a run holds: the model, how it was made, and `progress` (step, elapsed_s,
+    best_val_loss, last_val_loss, and what a resume needs on top of that)."""
+    from charrnn import __version__
+    from charrnn.config import to_dict
+
+    return {
+        "charrnn_version": __version__,
+        "model_config": to_dict(model_config),
+        "train_config": to_dict(train_config),
+        "vocab": list(vocab),
+        "data_sha256": data_sha256,
+        "model": model_state,
+        **progress,
+    }

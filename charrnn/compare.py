@@ -13,26 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.api import load
+from charrnn.config import COMPARE_TRAINING
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
 from charrnn.rundir import RunDir, read_metrics
-from charrnn.train import Progress, Trainer
-
-DEFAULT_MAX_TIME_S = 120.0
-DEFAULT_EVAL_EVERY = 50
-# One layer of 256 units: small enough that every cell gets a few hundred steps in two minutes on a CPU,
-# large enough that the cells differ in what they learn.
-SHARED_SHAPE = {
-    "num_layers": 1,
-    "hidden_size": 256,
-    "embed_size": 64,
-    "dropout": 0.25,
-    "embed_dropout": 0.0,
-    "weight_drop": 0.0,
-}
-# A fixed recipe, independent of `train`'s tuned defaults, so a published comparison stays reproducible
-# and every cell is trained the same plain way.
-SHARED_TRAINING = {"lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 100, "clip_norm": 1.0, "ema_decay": 0.0}
+from charrnn.train import Progress, Trainer, open_training
 
 
 @dataclass(frozen=True)
@@ -111,10 +96,9 @@ class Comparison:
 
     def run(self) -> Iterator[tuple[Entry, Progress]]:
         for entry in self.entries:
-            trainer = Trainer(
+            trainer = open_training(
                 self.run_dir(entry),
-                {**SHARED_TRAINING, **self.train_options, **entry.train},
-                {**self.shape, **entry.model},
+                {**COMPARE_TRAINING, **self.train_options, **entry.train, **self.shape, **entry.model},
                 force=self.force,
             )
             seen: list[Progress] = []

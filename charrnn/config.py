@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError
+from charrnn.options import SEED_LIMIT, OptionError, check_fields, option
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -16,45 +16,46 @@ OBJECTIVES = ("lm", "fill")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+# The budget when none is given: about 8 minutes for the default model on two CPU cores. Steps, not
+# time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
+DEFAULT_MAX_STEPS = 1350
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise CharRNNError(message)
+MODEL, REGULARISATION = "Model", "Regularisation"
+DATA, OPTIMISATION, BUDGET, HARDWARE, FILL = "Data", "Optimisation", "Budget", "Hardware", "Fill objective"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
-    cell: str = "lstm"
-    num_layers: int = 2
-    hidden_size: int = 384
-    embed_size: int = 64
-    dropout: float = 0.3
-    embed_dropout: float = 0.1
-    weight_drop: float = 0.25
-    nonlinearity: str = "tanh"
-    init: str = "default"
-    bidirectional: bool = False
+    cell: str = option("lstm", "The recurrent cell.", panel=MODEL, choices=CELLS)
+    num_layers: int = option(2, "Stacked recurrent layers.", flag="--layers", panel=MODEL, min=1, example="2")
+    hidden_size: int = option(384, "Units per layer.", panel=MODEL, min=1, example="384")
+    embed_size: int = option(64, "Character embedding size.", panel=MODEL, min=1, example="64")
+    dropout: float = option(
+        0.3, "Between stacked layers and before the output.", panel=REGULARISATION, min=0, below=1, example="0.2"
+    )
+    embed_dropout: float = option(
+        0.1, "On the character embeddings, before the first layer.", panel=REGULARISATION, min=0, below=1
+    )
+    weight_drop: float = option(
+        0.25, "DropConnect on the recurrent weights W_hh, one mask per batch.", panel=REGULARISATION, min=0, below=1
+    )
+    nonlinearity: str = option("tanh", "Vanilla rnn only.", panel=MODEL, choices=NONLINEARITIES)
+    init: str = option("default", "identity: W_hh = I and zero biases; vanilla rnn only.", panel=MODEL, choices=INITS)
+    bidirectional: bool = option(
+        False, "Read forwards and backwards; --objective fill only, and implied by it.", panel=FILL
+    )
 
     def __post_init__(self) -> None:
-        _require(self.cell in CELLS, f"unknown cell {self.cell!r}. Use one of: {', '.join(CELLS)}")
-        _require(self.vocab_size >= 1, "the vocabulary is empty. Train on a text with at least one character")
-        for name in ("num_layers", "hidden_size", "embed_size"):
-            value = getattr(self, name)
-            _require(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}. Pass a positive size")
-        for name in ("dropout", "embed_dropout", "weight_drop"):
-            value = getattr(self, name)
-            _require(0.0 <= value < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {value}. Pass e.g. 0.2")
-        _require(
-            self.nonlinearity in NONLINEARITIES,
-            f"unknown nonlinearity {self.nonlinearity!r}. Use one of: {', '.join(NONLINEARITIES)}",
-        )
-        _require(self.init in INITS, f"unknown init {self.init!r}. Use one of: {', '.join(INITS)}")
-        _require(
-            self.cell == "rnn" or (self.nonlinearity == "tanh" and self.init == "default"),
-            f"--nonlinearity and --init identity apply to the vanilla rnn cell only, not {self.cell}. "
-            "Drop them or use --cell rnn",
-        )
+        check_fields(self)
+        if self.vocab_size < 1:
+            raise CharRNNError("the vocabulary is empty. Train on a text with at least one character")
+        if self.cell != "rnn":
+            for name, default in (("nonlinearity", "tanh"), ("init", "default")):
+                if getattr(self, name) != default:
+                    raise OptionError(
+                        ModelConfig, name, f"applies to the vanilla rnn cell only, not {self.cell}. Use {{cell}} rnn"
+                    )
 
 
 # Model options added since runs were first saved, each with the value that means "as before": a
@@ -64,109 +65,95 @@ ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = "alice"
-    seq_len: int = 128
-    batch_size: int = 32
-    lr: float = 1e-2
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    clip_norm: float = 1.0
-    clip_value: float = 0.0
-    max_steps: int | None = None
-    max_time: float | None = None
-    eval_every: int = 100
-    seed: int = 1337
-    ema_decay: float = 0.995
-    init_from: str | None = None
-    skip_unknown: bool = False
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
-    objective: str = "lm"
+    data: str = option("alice", "A known corpus name (see `charrnn corpus`) or a UTF-8 text file.", panel=DATA)
+    seq_len: int = option(128, "Steps of back-propagation through time.", panel=OPTIMISATION, min=1, example="128")
+    batch_size: int = option(32, "Parallel streams through the text.", panel=OPTIMISATION, min=1, example="32")
+    lr: float = option(1e-2, "Peak AdamW learning rate.", panel=OPTIMISATION, above=0, example="2e-3")
+    weight_decay: float = option(0.05, "AdamW weight decay on weight matrices.", panel=REGULARISATION, min=0)
+    warmup_steps: int = option(100, "Linear learning-rate warm-up.", panel=OPTIMISATION, min=0)
+    clip_norm: float = option(1.0, "Clip the gradient's total norm; 0 = off.", panel=OPTIMISATION, min=0)
+    clip_value: float = option(0.0, "Clip each gradient element; 0 = off.", panel=OPTIMISATION, min=0)
+    max_steps: int | None = option(
+        None,
+        "Stop after this many steps.",
+        panel=BUDGET,
+        min=1,
+        default_note=f"{DEFAULT_MAX_STEPS} when no budget is given",
+    )
+    max_time: float | None = option(None, "Stop after this long, e.g. 90s, 10m, 1h.", panel=BUDGET, above=0)
+    eval_every: int = option(100, "Validate and save every N steps.", panel=BUDGET, min=1)
+    seed: int = option(1337, "Seed for initialisation, data order and dropout.", panel=DATA, min=0, max=SEED_LIMIT)
+    ema_decay: float = option(
+        0.995,
+        "Validate and save a moving average of the weights with this decay; 0 = off.",
+        panel=REGULARISATION,
+        min=0,
+        below=1,
+        example="0.995",
+    )
+    init_from: str | None = option(None, "Fine-tune: start from this checkpoint's weights and vocabulary.", panel=MODEL)
+    skip_unknown: bool = option(False, "With --init-from: leave out characters the model never saw.", panel=DATA)
+    device: str = option("auto", "auto picks a CUDA GPU, else MPS, else the CPU.", panel=HARDWARE, choices=DEVICES)
+    precision: str = option("fp32", "Autocast; fp16 with loss scaling.", panel=HARDWARE, choices=PRECISIONS)
+    compile: bool = option(False, "torch.compile the model.", panel=HARDWARE)
+    objective: str = option(
+        "lm",
+        "lm: predict the next character; fill: a bidirectional model predicts hidden characters (`charrnn fill`).",
+        panel=FILL,
+        choices=OBJECTIVES,
+    )
     # The fill objective hides spans of 1 to mask_span characters, about mask_rate of all characters.
-    mask_rate: float = 0.15
-    mask_span: int = 10
+    mask_rate: float = option(0.15, "About this share of the characters is hidden.", panel=FILL, above=0, below=1)
+    mask_span: int = option(10, "Hidden spans are 1 to this many characters long.", panel=FILL, min=1)
 
     def __post_init__(self) -> None:
-        _require(
-            self.objective in OBJECTIVES, f"unknown objective {self.objective!r}. Use one of: {', '.join(OBJECTIVES)}"
-        )
-        _require(0 < self.mask_rate < 1, f"--mask-rate must be in (0, 1), got {self.mask_rate}. Pass e.g. 0.15")
-        _require(
-            self.objective != "fill" or 1 <= self.mask_span <= self.seq_len,
-            f"--mask-span must be from 1 to --seq-len ({self.seq_len}), got {self.mask_span}. Pass e.g. 10",
-        )
-        for name in ("seq_len", "batch_size", "eval_every"):
-            value = getattr(self, name)
-            _require(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}. Pass a positive value")
-        _require(self.lr > 0, f"--lr must be positive, got {self.lr}. Pass e.g. 2e-3")
-        _require(
-            0.0 <= self.ema_decay < 1.0,
-            f"--ema-decay must be in [0, 1), got {self.ema_decay}. Pass e.g. 0.995, or 0 to turn averaging off",
-        )
-        _require(self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, got {self.warmup_steps}")
-        for name in ("weight_decay", "clip_norm", "clip_value"):
-            value = getattr(self, name)
-            _require(value >= 0, f"--{name.replace('_', '-')} must be 0 or more, got {value}. Pass 0 to turn it off")
-        _require(
-            self.max_steps is not None or self.max_time is not None,
-            "training needs a budget. Pass --max-steps N or --max-time DURATION",
-        )
-        _require(self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1, got {self.max_steps}")
-        _require(self.max_time is None or self.max_time > 0, f"--max-time must be positive, got {self.max_time}")
-        _require(self.device in DEVICES, f"unknown device {self.device!r}. Use one of: {', '.join(DEVICES)}")
-        _require(
-            self.precision in PRECISIONS, f"unknown precision {self.precision!r}. Use one of: {', '.join(PRECISIONS)}"
-        )
+        check_fields(self)
+        if self.objective == "fill" and self.mask_span > self.seq_len:
+            raise OptionError(
+                TrainConfig, "mask_span", f"must be at most {{seq_len}} ({self.seq_len}), got {self.mask_span}"
+            )
+        if self.max_steps is None and self.max_time is None:
+            raise CharRNNError("training needs a budget. Pass --max-steps N or --max-time DURATION")
 
 
 @dataclass(frozen=True)
 class DynamicEvalConfig:
     """`charrnn eval --dynamic`: the size of each adapting step, and the share of the way back to the trained
     weights after it. The defaults were chosen on the validation split of Alice with the default model
-    (README, "Dynamic evaluation")."""
+    (docs/results.md, "Dynamic evaluation")."""
 
-    lr: float = 1e-3
-    decay: float = 0.003
+    lr: float = option(1e-3, "With --dynamic: the size of each step.", flag="--dynamic-lr", above=0, example="1e-3")
+    decay: float = option(
+        0.003,
+        "With --dynamic: the share of the way back to the trained weights after each step.",
+        flag="--dynamic-decay",
+        min=0,
+        below=1,
+        example="0.003",
+    )
 
     def __post_init__(self) -> None:
-        _require(
-            math.isfinite(self.lr) and self.lr > 0,
-            f"--dynamic-lr must be a positive number, got {self.lr}. Pass e.g. {DynamicEvalConfig.lr}",
-        )
-        _require(
-            0 <= self.decay < 1,
-            f"--dynamic-decay must be in [0, 1), got {self.decay}. Pass e.g. {DynamicEvalConfig.decay}",
-        )
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    length: int = 500
-    temperature: float = 0.8
-    top_k: int | None = None
-    top_p: float | None = None
-    num_samples: int = 1
-    seed: int | None = None
+    length: int = option(500, "New characters per sample (the prime not counted).", min=0)
+    temperature: float = option(
+        0.8, "Below 1 is safer, above 1 wilder; 0 = greedy.", min=0, example="0.8 (0 is greedy)"
+    )
+    top_k: int | None = option(None, "Sample only from the k likeliest characters.", min=1)
+    top_p: float | None = option(
+        None, "Sample only from the likeliest characters that cover probability p.", above=0, max=1, example="0.9"
+    )
+    num_samples: int = option(1, "Independent samples, separated by a line '---'.", min=1)
+    seed: int | None = option(
+        None, "Same seed, same text.", min=0, max=SEED_LIMIT, default_note="random, printed to stderr"
+    )
 
     def __post_init__(self) -> None:
-        _require(self.length >= 0, f"--length must be 0 or more, got {self.length}")
-        _require(
-            self.temperature >= 0,
-            f"--temperature must be 0 or more, got {self.temperature}. "
-            "Use 0 for greedy decoding, 1 for the model's own distribution",
-        )
-        _require(self.top_k is None or self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}")
-        _require(
-            self.top_p is None or 0 < self.top_p <= 1,
-            f"--top-p must be in (0, 1], got {self.top_p}. Pass e.g. 0.9",
-        )
-        _require(self.num_samples >= 1, f"--num-samples must be at least 1, got {self.num_samples}")
+        check_fields(self)
 
-
-# The budget when none is given: about 8 minutes for the default model on two CPU cores. Steps, not
-# time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
-DEFAULT_MAX_STEPS = 1350
 
 # `charrnn train --preset NAME`: values, by field name, for the options the user leaves out.
 # Budgets are steps, so a preset gives the same model on any machine; the times are for the
@@ -200,6 +187,23 @@ PRESETS: dict[str, dict] = {
     "large": {"num_layers": 3, "hidden_size": 512, "dropout": 0.5, "max_steps": 2500},
 }
 BUDGET = ("max_steps", "max_time")
+
+# `charrnn compare`: every configuration trains for the same time on the same text.
+COMPARE_MAX_TIME_S = 120.0
+COMPARE_EVAL_EVERY = 50
+# One layer of 256 units: small enough that every cell gets a few hundred steps in two minutes on a CPU,
+# large enough that the cells differ in what they learn.
+COMPARE_SHAPE = {
+    "num_layers": 1,
+    "hidden_size": 256,
+    "embed_size": 64,
+    "dropout": 0.25,
+    "embed_dropout": 0.0,
+    "weight_drop": 0.0,
+}
+# A fixed recipe, independent of `train`'s tuned defaults, so a published comparison stays reproducible
+# and every cell is trained the same plain way.
+COMPARE_TRAINING = {"lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 100, "clip_norm": 1.0, "ema_decay": 0.0}
 
 
 def apply_preset(name: str, train_options: dict, model_options: dict) -> tuple[dict, dict]:

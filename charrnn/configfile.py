@@ -15,6 +15,8 @@ from charrnn.config import ADDED_MODEL_OPTIONS, ModelConfig, TrainConfig, parse_
 from charrnn.errors import CharRNNError
 
 CONFIG = "config.toml"
+# The first line of every config.toml a run writes: charrnn overwrites only files that carry it.
+MARK = "# Written by charrnn train: the resolved options of this run."
 _TABLES = {"model": ModelConfig, "train": TrainConfig}
 # Fields whose value another part of the file (or the text) decides.
 _DERIVED = {"vocab_size"}
@@ -64,12 +66,17 @@ def _fits(value, annotation: str) -> bool:
 
 def write(path: Path, tables: dict[str, dict]) -> None:
     """Scalar tables as TOML; None values are left out, which reads back as the field's default."""
-    lines = []
+    lines = [MARK]
     for name, values in tables.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_value(value)}" for key, value in values.items() if value is not None)
         lines.append("")
     Path(path).write_text("\n".join(lines), encoding="utf-8")
+
+
+def written_by_charrnn(path: Path) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.readline().rstrip("\n") == MARK
 
 
 def _value(value) -> str:

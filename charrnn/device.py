@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 
 import torch
 
@@ -34,12 +36,32 @@ def resolve(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def check_precision(precision: str, device: torch.device) -> None:
+def check_precision(precision: str, device: torch.device, cell: str = "lstm") -> None:
+    """Refuse, before training starts, a precision this device cannot train `cell` in."""
     if precision not in PRECISIONS:
         raise CharRNNError(f"unknown precision {precision!r}. Use one of: {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type == "cpu":
         # PyTorch's CPU kernels for the fused LSTM reject half precision.
         raise CharRNNError("--precision fp16 needs a GPU. On a CPU use --precision bf16 or fp32")
+    if precision == "bf16" and device.type == "cpu" and not _trains_in_bf16(cell):
+        raise CharRNNError(
+            f"--precision bf16: this CPU cannot run the fused {cell} in bf16 (oneDNN has no bf16 kernel for it "
+            f"here; CPUs without AVX-512 lack one). Use --precision fp32"
+        )
+
+
+@functools.cache
+def _trains_in_bf16(cell: str) -> bool:
+    """One forward and backward of a tiny fused cell under bf16 autocast: whether oneDNN has a kernel for
+    it is known only by asking, and a CPU without AVX-512 answers with a RuntimeError."""
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](4, 4)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output, _ = module(torch.zeros(2, 1, 4))
+        output.float().sum().backward()
+    except RuntimeError:
+        return False
+    return True
 
 
 def autocast(device: torch.device, precision: str):
@@ -67,3 +89,57 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def parameter_count(model) -> int:
+    """The parameters a CharRNN of this ModelConfig holds, counted from its shape before anything is built."""
+    directions = 2 if model.bidirectional else 1
+    gates, hidden = GATES[model.cell], model.hidden_size
+    count = model.vocab_size * model.embed_size + (hidden * directions + 1) * model.vocab_size
+    for layer in range(model.num_layers):
+        inputs = model.embed_size if layer == 0 else hidden * directions
+        count += directions * gates * hidden * (inputs + hidden + 2)
+    return count
+
+
+def training_bytes(model, train) -> int:
+    """A floor on what training needs: fp32 weights, gradients, AdamW's two moments and the average, and
+    the activations kept for back-propagation through one window."""
+    directions = 2 if model.bidirectional else 1
+    copies = 5 if train.ema_decay else 4
+    activations = train.batch_size * train.seq_len * model.num_layers * directions * model.hidden_size
+    activations *= GATES[model.cell] + 2
+    return 4 * (copies * parameter_count(model) + activations + train.batch_size * train.seq_len * model.vocab_size)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for a new allocation on `device`, or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model, train, device: torch.device) -> None:
+    """A model too large for the machine is refused before anything is allocated, not killed midway."""
+    needed, available = training_bytes(model, train), available_bytes(device)
+    if available is not None and needed > available:
+        raise CharRNNError(
+            f"a {model.num_layers} x {model.hidden_size} {model.cell} ({parameter_count(model):,} parameters) "
+            f"needs at least {needed / 2**30:,.1f} GiB to train, and {device} has {available / 2**30:,.1f} GiB "
+            "free. Pass a smaller --hidden-size or --layers"
+        )

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from charrnn import corpus_ids
+from charrnn import checkpoint, corpus_ids
 from charrnn.config import ModelConfig, to_dict
 from charrnn.data import Vocabulary, splits
 from charrnn.errors import CharRNNError
@@ -225,12 +225,10 @@ def measure_checkpoint(path: Path, data: str | None, steps: int, count: int, see
     loaded = load(path)
     loaded.require("lm")
     source = data or loaded.content["train_config"]["data"]
-    encoded = corpus_ids.load(source)
-    if data is None and encoded.sha256 != loaded.content["data_sha256"]:
-        raise CharRNNError(
-            f"the text of {source} changed since {path} was trained. "
-            "Restore it, or pass --data to measure on another text"
-        )
+    if data is None:
+        encoded = checkpoint.training_text(loaded.content, "Restore it, or pass --data to measure on another text")
+    else:
+        encoded = corpus_ids.load(source)
     ids, _ = encoded.under(
         loaded.vocab, fix="Pass --data with a text made of the model's characters", what=f"the text of {source}"
     )

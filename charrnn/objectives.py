@@ -35,6 +35,16 @@ class LanguageModel:
         return evaluate(model, ids, split.start, split.end).loss
 
 
+def check_splits(splits: dict[str, Split]) -> None:
+    """A validation split with nothing to score is found before training, not at the first validation."""
+    val = splits["val"]
+    if val.end - max(val.start, 1) < 1:
+        raise CharRNNError(
+            f"the text is too short: its validation split (the 5% after the training split) holds "
+            f"{val.end - val.start} characters, nothing to score. Train on a longer text"
+        )
+
+
 def objective_for(config: TrainConfig, model_config: ModelConfig):
     if config.objective == "fill":
         if not model_config.bidirectional:

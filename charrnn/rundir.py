@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from charrnn import checkpoint, configfile
 from charrnn.checkpoint import BEST, LAST, remove_stale_temps
 from charrnn.errors import CharRNNError
 
@@ -17,12 +18,67 @@ RUN_FILES = (BEST, LAST, METRICS, SUMMARY)
 
 
 class RunDir:
-    def __init__(self, path: Path):
+    """Read and checked first (`saved_run`), changed only when training begins (`begin`), so that a
+    mistake in the options never costs the run that was there."""
+
+    def __init__(self, path: Path | str):
+        if not str(path).strip():
+            # An unset variable in a script; the current directory is never meant.
+            raise CharRNNError("--out is empty. Pass the run directory, e.g. --out runs/alice")
         self.path = Path(path)
         self._lock_file = None
 
     def holds_run(self) -> bool:
         return any((self.path / name).exists() for name in RUN_FILES)
+
+    def saved_run(self, resume: bool, force: bool) -> dict | None:
+        """The last.pt a resume continues from, checked to belong to this run; None for a new run."""
+        self._check_config_is_ours()
+        if not resume:
+            if self.holds_run() and not force:
+                raise CharRNNError(
+                    f"{self.path} already holds a run. Pass --resume to continue it, "
+                    "--force to start it over (its checkpoints are replaced), or another --out"
+                )
+            return None
+        last = self.path / LAST
+        if not last.is_file():
+            raise CharRNNError(f"there is no run to resume in {self.path} (no {LAST}). Leave out --resume to start one")
+        saved = checkpoint.load(last)
+        self._check_belongs(saved)
+        return saved
+
+    def _check_config_is_ours(self) -> None:
+        config = self.path / configfile.CONFIG
+        if config.is_file() and not self.holds_run() and not configfile.written_by_charrnn(config):
+            raise CharRNNError(
+                f"{config} exists and was not written by charrnn, which would overwrite it. "
+                "Pass another --out, or move the file"
+            )
+
+    def _check_belongs(self, saved: dict) -> None:
+        """A last.pt copied in from another run must not be continued, nor overwrite this run's files."""
+        recorded = None
+        if (self.path / BEST).is_file():
+            recorded = checkpoint.load(self.path / BEST)["model_config"]
+        elif (self.path / configfile.CONFIG).is_file():
+            recorded = configfile.read(self.path / configfile.CONFIG)[1]
+        if recorded is None:
+            return
+        mismatched = [k for k, v in saved["model_config"].items() if k in recorded and recorded[k] != v]
+        if mismatched:
+            name = mismatched[0]
+            raise CharRNNError(
+                f"{self.path / LAST} is not this run's: its model has {name} = {saved['model_config'][name]!r}, "
+                f"the run's has {recorded[name]!r}. Put back this run's {LAST}, or start a new run with --force"
+            )
+
+    def begin(self, fresh: bool) -> None:
+        """Create and lock the directory; a fresh run clears the files of the one it replaces."""
+        self.create()
+        self.lock()
+        if fresh:
+            self.clear()
 
     def create(self) -> None:
         try:

@@ -21,21 +21,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charrnn import __version__, checkpoint, configfile, corpus_ids, distributed
+from charrnn import checkpoint, configfile, corpus_ids, distributed
 from charrnn import device as devices
 from charrnn.averaging import WeightAverage
-from charrnn.config import DEFAULT_MAX_STEPS, ModelConfig, TrainConfig, to_dict
+from charrnn.config import ModelConfig, to_dict
 from charrnn.data import Vocabulary, splits
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, detach_state, has_finite_weights
-from charrnn.objectives import objective_for
+from charrnn.objectives import check_splits, objective_for
+from charrnn.resolve import Resolved, Sources, resolve
 from charrnn.rundir import METRICS, RunDir
 
 MIN_LR_FRACTION = 0.1
-# What --init-from lets a fine-tuning run change: only what acts in training, never the model's shape.
-FINE_TUNABLE = ("dropout", "embed_dropout", "weight_drop")
-# Options that define what a run is; a resume must not change them.
-RESUMABLE_OPTIONS = ("max_steps", "max_time", "eval_every", "device", "precision", "compile")
 
 
 @dataclass(frozen=True)
@@ -83,62 +80,76 @@ def default_out_dir(data: str, cell: str) -> Path:
     return Path("runs") / f"{Path(data).stem}-{cell}"
 
 
+def open_training(
+    out_dir: Path | str,
+    options: dict,
+    *,
+    config_file: Path | None = None,
+    preset: str | None = None,
+    resume: bool = False,
+    force: bool = False,
+    stop: threading.Event | None = None,
+) -> Trainer:
+    """A Trainer for the run in `out_dir`, its options resolved as `charrnn train` resolves them (`options`
+    are the command line's, by field name). Everything is read, checked and built before the run
+    directory is changed; use it as a context manager, or call `close()`."""
+    run_dir = RunDir(out_dir)
+    saved = run_dir.saved_run(resume, force)
+    file_options, config_path = {}, None
+    if config_file is not None:
+        file_train, file_model = configfile.read(config_file)
+        file_options, config_path = {**file_model, **file_train}, str(config_file)
+    sources = Sources(dict(options), file_options, config_path, preset, saved and _configs(saved))
+    resolved = resolve(sources)
+    base = None
+    if saved is None and resolved.train.init_from is not None:
+        base = checkpoint.load(Path(resolved.train.init_from))
+        resolved = resolve(dataclasses.replace(sources, base=base["model_config"]))
+    return Trainer(run_dir, resolved, saved=saved, base=base, stop=stop)
+
+
+def _configs(content: dict) -> dict:
+    return {"train_config": content["train_config"], "model_config": content["model_config"]}
+
+
 class Trainer:
+    """Trains one run. It receives resolved options (`open_training` resolves them) and the checkpoint it
+    resumes or fine-tunes from; it touches the run directory only once all of it is built."""
+
     def __init__(
         self,
-        out_dir: Path,
-        train_options: dict,
-        model_options: dict,
+        run_dir: RunDir,
+        resolved: Resolved,
         *,
-        resume: bool = False,
-        force: bool = False,
+        saved: dict | None = None,
+        base: dict | None = None,
         stop: threading.Event | None = None,
     ):
-        self.run_dir = RunDir(out_dir)
+        self.run_dir = run_dir
+        self.resolved = resolved
         self.stop = stop or threading.Event()
         self.ran_to_the_end = False
-        saved = self._saved_run(resume, force, train_options, model_options)
-        if saved is None and "max_steps" not in train_options and "max_time" not in train_options:
-            train_options = {**train_options, "max_steps": DEFAULT_MAX_STEPS}
-        if saved is not None:
-            train_options = {**saved["train_config"], **train_options}
-            model_options = {**saved["model_config"], **model_options}
-        else:
-            for name in ("data", "init_from"):
-                if name in train_options and Path(train_options[name]).is_file():
-                    train_options = {**train_options, name: str(Path(train_options[name]).resolve())}
-        self.config = TrainConfig(**train_options)
-        base = None
-        if saved is None and self.config.init_from is not None:
-            base = checkpoint.load(Path(self.config.init_from))
-            model_options = self._fine_tuning_options(base, model_options)
+        self.config = resolved.train
 
-        encoded = corpus_ids.load(self.config.data)
+        if saved is not None:
+            encoded = checkpoint.training_text(saved, "Restore the original text, or start a new run without --resume")
+        else:
+            encoded = corpus_ids.load(self.config.data)
         self.data_sha256 = encoded.sha256
-        if saved is not None and saved["data_sha256"] != self.data_sha256:
-            raise CharRNNError(
-                f"the text of {self.config.data} changed since this run started. "
-                "Restore the original text, or start a new run without --resume"
-            )
         known = saved or base
         self.vocab = Vocabulary(known["vocab"] if known is not None else encoded.chars)
         self.ids, self.skipped_chars = encoded.under(self.vocab, skip_unknown=self.config.skip_unknown)
         self.splits = splits(len(self.ids))
-        model_options.pop("vocab_size", None)
-        self.model_config = ModelConfig(vocab_size=len(self.vocab), **model_options)
+        self.model_config = ModelConfig(vocab_size=len(self.vocab), **resolved.model)
         self.objective = objective_for(self.config, self.model_config)
+        check_splits(self.splits)
         self.group = distributed.from_environment()
         self.device = devices.resolve(self.config.device, self.group.local_rank)
-        devices.check_precision(self.config.precision, self.device)
+        devices.check_precision(self.config.precision, self.device, self.model_config.cell)
+        devices.check_memory(self.model_config, self.config, self.device)
         first, count = self.group.streams(self.config.batch_size)
         train_split = self.splits["train"]
         self.batcher = self.objective.batcher(self.ids[train_split.start : train_split.end], first, count)
-
-        if self.group.is_main:
-            self.run_dir.create()
-            self.run_dir.lock()
-            if saved is None:
-                self.run_dir.clear()
         distributed.start(self.group, self.device)
 
         torch.manual_seed(self.config.seed)
@@ -166,44 +177,17 @@ class Trainer:
             self.step_module = torch.nn.parallel.DistributedDataParallel(self.step_module)
         if self.config.compile:
             self.step_module = devices.compiled(self.step_module)
+        # Only now, with every option checked and everything built, is the run directory changed.
         if self.group.is_main:
+            self.run_dir.begin(fresh=saved is None)
             self.run_dir.truncate_metrics(self.step)
             self._write_config()
 
-    def _saved_run(self, resume: bool, force: bool, train_options: dict, model_options: dict) -> dict | None:
-        last = self.run_dir.path / checkpoint.LAST
-        if not resume:
-            if self.run_dir.holds_run() and not force:
-                raise CharRNNError(
-                    f"{self.run_dir.path} already holds a run. Pass --resume to continue it, "
-                    "--force to start it over (its checkpoints are replaced), or another --out"
-                )
-            return None
-        if not last.is_file():
-            raise CharRNNError(
-                f"there is no run to resume in {self.run_dir.path} (no {checkpoint.LAST}). "
-                "Leave out --resume to start one"
-            )
-        saved = checkpoint.load(last)
-        for given, key in ((train_options, "train_config"), (model_options, "model_config")):
-            for name, value in given.items():
-                if name not in RESUMABLE_OPTIONS and saved[key].get(name) != value:
-                    raise CharRNNError(
-                        f"--{name.replace('_', '-')} {value} differs from the run being resumed "
-                        f"({saved[key].get(name)}). Leave it out to keep the saved value, or start a new run"
-                    )
-        return saved
+    def __enter__(self) -> Trainer:
+        return self
 
-    @staticmethod
-    def _fine_tuning_options(base: dict, model_options: dict) -> dict:
-        """The model of --init-from, with only its regularisers (the kinds of dropout) open to change."""
-        for name, value in model_options.items():
-            if name not in FINE_TUNABLE and base["model_config"].get(name) != value:
-                raise CharRNNError(
-                    f"--{name.replace('_', '-')} {value} differs from the model given to --init-from "
-                    f"({base['model_config'].get(name)}). Leave it out to fine-tune that model as it is"
-                )
-        return {**base["model_config"], **model_options}
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _restore(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
@@ -259,18 +243,17 @@ class Trainer:
 
     def content(self, full: bool) -> dict:
         """What a checkpoint holds; `full` adds what resuming needs."""
-        content = {
-            "charrnn_version": __version__,
-            "model_config": to_dict(self.model_config),
-            "train_config": to_dict(self.config),
-            "vocab": self.vocab.chars,
-            "data_sha256": self.data_sha256,
-            "model": self.model.state_dict(),
-            "step": self.step,
-            "elapsed_s": self.elapsed_s,
-            "best_val_loss": self.best_val_loss,
-            "last_val_loss": self.last_val_loss,
-        }
+        content = checkpoint.training_content(
+            model_config=self.model_config,
+            train_config=self.config,
+            vocab=self.vocab.chars,
+            data_sha256=self.data_sha256,
+            model_state=self.model.state_dict(),
+            step=self.step,
+            elapsed_s=self.elapsed_s,
+            best_val_loss=self.best_val_loss,
+            last_val_loss=self.last_val_loss,
+        )
         if full:
             # Every process must call this together: the hidden state and random state come from all of them.
             content.update(
@@ -367,10 +350,14 @@ class Trainer:
             checkpoint.save(self.run_dir.path / checkpoint.LAST, content)
 
     def _non_finite(self, step: int, what: str = "the loss or gradient") -> CharRNNError:
-        return CharRNNError(
-            f"{what} became non-finite at step {step}. Lower --lr (now {self.config.lr:g}) or clip "
-            f"gradients with --clip-norm 1; the last good checkpoint is {self.run_dir.path / checkpoint.LAST}"
-        )
+        advice = [f"lower {self.resolved.named('lr', f'{self.config.lr:g}')}"]
+        if not self.config.clip_norm or self.config.clip_norm > 1:
+            advice.append("clip gradients with --clip-norm 1")
+        elif self.config.clip_norm > 0.25:
+            advice.append(f"clip harder than {self.resolved.named('clip_norm', self.config.clip_norm)}, e.g. 0.25")
+        last = self.run_dir.path / checkpoint.LAST
+        saved = f"; the last good checkpoint is {last}" if last.is_file() else "; no checkpoint was written yet"
+        return CharRNNError(f"{what} became non-finite at step {step}. {' or '.join(advice).capitalize()}{saved}")
 
     def _evaluate_and_save(self, progress: Progress) -> Progress:
         if not self.group.is_main:

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from charrnn.train import Trainer
+from charrnn.train import open_training
 
 WORDS = (
     "alice rabbit queen hatter tea party garden croquet cat grin door key bottle drink me "
@@ -58,7 +58,7 @@ TINY_TRAIN = {
 
 def train_run(out_dir, data, model=None, **train):
     """Train to the end of the budget in-process; return the trainer's outcome."""
-    trainer = Trainer(out_dir, {"data": str(data), **TINY_TRAIN, **train}, {**TINY_MODEL, **(model or {})})
+    trainer = open_training(out_dir, {"data": str(data), **TINY_TRAIN, **train, **TINY_MODEL, **(model or {})})
     try:
         for _ in trainer.run():
             pass
@@ -69,14 +69,14 @@ def train_run(out_dir, data, model=None, **train):
 
 def interrupt_and_resume(out_dir, train_options, model_options, stop_at):
     """Train until `stop_at` (as Ctrl-C would stop it), then resume in a new Trainer to the end of the budget."""
-    trainer = Trainer(out_dir, train_options, model_options)
+    trainer = open_training(out_dir, {**train_options, **model_options})
     try:
         for progress in trainer.run():
             if progress.step == stop_at:
                 trainer.stop.set()
     finally:
         trainer.close()
-    resumed = Trainer(out_dir, {}, {}, resume=True)
+    resumed = open_training(out_dir, {}, resume=True)
     try:
         for _ in resumed.run():
             pass

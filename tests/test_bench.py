@@ -90,9 +90,9 @@ def test_cli_table():
         assert row in result.stdout
 
 
-def test_cli_rejects_an_unknown_cell():
+def test_cli_rejects_an_unknown_cell_as_a_usage_error():
     result = CliRunner().invoke(app, ["bench", "--cell", "transformer", *TINY_OPTIONS])
-    assert result.exit_code == 1 and "unknown cell 'transformer'" in result.stderr
+    assert result.exit_code == 2 and "Invalid value for '--cell'" in result.stderr
 
 
 def test_bench_on_a_corpus_times_its_encoding_and_takes_its_vocabulary(text_file):

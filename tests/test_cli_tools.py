@@ -57,7 +57,7 @@ def test_interactive_sampling_until_end_of_input(tiny_run, tmp_path):
     outputs = result.stdout.splitlines()
     assert [len(line) for line in outputs] == [5 + 12, 4 + 12, 4 + 5]
     assert outputs[0].startswith("Alice") and outputs[2] == outputs[1][:9]  # greedy: same start, shorter
-    assert "a command needs a number" in result.stderr and "--temperature must be 0 or more" in result.stderr
+    assert "a command needs a number" in result.stderr and "--temperature must be at least 0" in result.stderr
     assert "never saw: '€'" in result.stderr
     again = runner.invoke(app, args, input=session)
     assert again.stdout == result.stdout

@@ -1,7 +1,8 @@
 import pytest
 
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig, parse_duration
+from charrnn.config import DynamicEvalConfig, ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charrnn.errors import CharRNNError
+from charrnn.options import OptionError
 
 
 @pytest.mark.parametrize(
@@ -18,19 +19,22 @@ def test_parse_duration_rejects(text):
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "options, field, flag, problem",
     [
-        ({"hidden_size": 0}, "--hidden-size must be at least 1"),
-        ({"num_layers": 0}, "--num-layers must be at least 1"),
-        ({"dropout": 1.0}, "--dropout must be in"),
-        ({"dropout": -0.1}, "--dropout must be in"),
-        ({"cell": "transformer"}, "unknown cell"),
-        ({"cell": "lstm", "init": "identity"}, "vanilla rnn cell only"),
+        ({"hidden_size": 0}, "hidden_size", "--hidden-size", "must be at least 1, got 0"),
+        ({"num_layers": 0}, "num_layers", "--layers", "must be at least 1, got 0"),
+        ({"dropout": 1.0}, "dropout", "--dropout", "must be at least 0 and below 1, got 1.0"),
+        ({"dropout": -0.1}, "dropout", "--dropout", "must be at least 0 and below 1, got -0.1"),
+        ({"dropout": float("nan")}, "dropout", "--dropout", "must be a finite number, got nan"),
+        ({"cell": "transformer"}, "cell", "--cell", "must be one of rnn, lstm, gru, got 'transformer'"),
+        ({"cell": "lstm", "init": "identity"}, "init", "--init", "applies to the vanilla rnn cell only"),
     ],
 )
-def test_model_config_rejects(options, message):
-    with pytest.raises(CharRNNError, match=message):
+def test_model_config_errors_name_the_field_and_the_cli_names_the_flag(options, field, flag, problem):
+    with pytest.raises(OptionError) as caught:
         ModelConfig(vocab_size=10, **options)
+    assert str(caught.value).startswith(f"{field} {problem}")
+    assert caught.value.for_flags().startswith(f"{flag} {problem}")
 
 
 def test_train_config_needs_a_budget():
@@ -39,15 +43,24 @@ def test_train_config_needs_a_budget():
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "options, flag, problem",
     [
-        ({"temperature": -1}, "--temperature must be 0 or more"),
-        ({"top_p": 0}, r"--top-p must be in \(0, 1\]"),
-        ({"top_p": 1.5}, r"--top-p must be in \(0, 1\]"),
-        ({"top_k": 0}, "--top-k must be at least 1"),
-        ({"num_samples": 0}, "--num-samples must be at least 1"),
+        ({"temperature": -1}, "--temperature", "must be at least 0, got -1"),
+        ({"temperature": float("inf")}, "--temperature", "must be a finite number"),
+        ({"top_p": 0}, "--top-p", "must be above 0 and at most 1, got 0"),
+        ({"top_p": 1.5}, "--top-p", "must be above 0 and at most 1, got 1.5"),
+        ({"top_k": 0}, "--top-k", "must be at least 1, got 0"),
+        ({"num_samples": 0}, "--num-samples", "must be at least 1, got 0"),
+        ({"seed": 2**64}, "--seed", "must be at least 0 and at most 18446744073709551615"),
     ],
 )
-def test_sample_config_rejects(options, message):
-    with pytest.raises(CharRNNError, match=message):
+def test_sample_config_rejects(options, flag, problem):
+    with pytest.raises(OptionError) as caught:
         SampleConfig(**options)
+    assert caught.value.for_flags().startswith(f"{flag} {problem}")
+
+
+def test_dynamic_settings_name_their_own_flags():
+    with pytest.raises(OptionError) as caught:
+        DynamicEvalConfig(lr=0)
+    assert caught.value.for_flags().startswith("--dynamic-lr must be above 0")

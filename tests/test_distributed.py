@@ -11,7 +11,7 @@ from charrnn import checkpoint
 from charrnn.data import StreamBatcher
 from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
-from charrnn.train import Trainer
+from charrnn.train import open_training
 
 # No dropout of any kind: each process draws its own masks, so only a model without them can match one process.
 SHAPE = {
@@ -47,7 +47,7 @@ def test_a_batch_that_does_not_split_evenly_is_refused():
 
 
 def single_process(out_dir, data, max_steps):
-    trainer = Trainer(out_dir, {"data": str(data), **TRAIN, "max_steps": max_steps}, dict(SHAPE))
+    trainer = open_training(out_dir, {"data": str(data), **TRAIN, "max_steps": max_steps, **SHAPE})
     try:
         for _ in trainer.run():
             pass
@@ -103,7 +103,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, 
     shutil.copytree(tmp_path / "cut", tmp_path / "cut-one")
     torchrun(tmp_path / "cut", text_file, 12, "--resume")
     assert_same_run(tmp_path / "cut", reference)
-    resumed = Trainer(tmp_path / "cut-one", {"max_steps": 12}, {}, resume=True)
+    resumed = open_training(tmp_path / "cut-one", {"max_steps": 12}, resume=True)
     try:
         for _ in resumed.run():
             pass

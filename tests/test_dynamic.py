@@ -82,9 +82,9 @@ def test_the_callers_model_is_untouched_and_a_second_run_gives_the_same_score():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"lr": 0.0}, "--dynamic-lr must be a positive number"),
-        ({"lr": float("nan")}, "--dynamic-lr must be a positive number"),
-        ({"decay": 1.0}, "--dynamic-decay must be in [0, 1)"),
+        ({"lr": 0.0}, "lr must be above 0"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"decay": 1.0}, "decay must be at least 0 and below 1"),
     ],
 )
 def test_bad_settings_are_refused(options, message):

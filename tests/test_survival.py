@@ -14,7 +14,7 @@ import torch
 
 from charrnn import checkpoint
 from charrnn.api import load
-from charrnn.train import Trainer
+from charrnn.train import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, make_text
 
 TINY = ["--hidden-size", "32", "--embed-size", "8", "--layers", "2", "--seq-len", "32", "--batch-size", "8"]
@@ -150,8 +150,8 @@ def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path, data):
         [
             sys.executable,
             "-c",
-            "import sys, time; from charrnn.train import Trainer; "
-            f"Trainer({str(tmp_path / 'run')!r}, {options!r}, {TINY_MODEL!r}); "
+            "import sys, time; from charrnn.train import open_training; "
+            f"open_training({str(tmp_path / 'run')!r}, { ({**options, **TINY_MODEL})!r}); "
             "print('locked', flush=True); time.sleep(60)",
         ],
         env=ENV,
@@ -160,12 +160,12 @@ def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path, data):
     assert holder.stdout.readline().strip() == b"locked"
     holder.kill()
     holder.wait()
-    Trainer(tmp_path / "run", options, dict(TINY_MODEL), force=True).close()
+    open_training(tmp_path / "run", {**options, **TINY_MODEL}, force=True).close()
 
 
 def test_stale_temporary_files_are_swept_when_a_run_is_opened(tmp_path, data):
     (tmp_path / "run").mkdir()
     stale = tmp_path / "run" / ".last.pt.tmp-99999"
     stale.write_bytes(b"half a checkpoint")
-    Trainer(tmp_path / "run", {"data": str(data), **TINY_TRAIN}, dict(TINY_MODEL)).close()
+    open_training(tmp_path / "run", {"data": str(data), **TINY_TRAIN, **TINY_MODEL}).close()
     assert not stale.exists()

@@ -9,7 +9,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.errors import CharRNNError
-from charrnn.train import Trainer
+from charrnn.train import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, make_text, train_run
 
 
@@ -39,10 +39,9 @@ def test_same_seed_same_losses(tmp_path, text_file):
 def test_the_last_progress_ends_the_budget_when_validation_ends_it(tmp_path, text_file, monkeypatch):
     """Validation time counts against --max-time: a validation that runs past it ends the run, and the
     progress it reports says so (a progress bar reaches its end; compare prints its summary line)."""
-    trainer = Trainer(
+    trainer = open_training(
         tmp_path / "run",
-        {"data": str(text_file), **TINY_TRAIN, "max_steps": None, "max_time": 1.0, "eval_every": 1},
-        TINY_MODEL,
+        {"data": str(text_file), **TINY_TRAIN, "max_steps": None, "max_time": 1.0, "eval_every": 1, **TINY_MODEL},
     )
     monkeypatch.setattr(trainer, "validate", lambda: time.sleep(1.2) or 1.0)
     try:
@@ -84,7 +83,7 @@ def test_resume_is_exact(tmp_path, text_file, stop_at, weight_drop):
 
 def test_resume_refuses_a_changed_option(tiny_run):
     with pytest.raises(CharRNNError, match=r"--hidden-size 64 differs from the run being resumed \(32\)"):
-        Trainer(tiny_run, {}, {"hidden_size": 64}, resume=True)
+        open_training(tiny_run, {"hidden_size": 64}, resume=True)
 
 
 def test_a_run_saved_before_weight_drop_existed_resumes_without_it(tmp_path, text_file):
@@ -93,7 +92,7 @@ def test_a_run_saved_before_weight_drop_existed_resumes_without_it(tmp_path, tex
         content = checkpoint.load(tmp_path / "run" / name)
         del content["model_config"]["weight_drop"]
         checkpoint.save(tmp_path / "run" / name, content)
-    trainer = Trainer(tmp_path / "run", {"max_steps": 6}, {}, resume=True)
+    trainer = open_training(tmp_path / "run", {"max_steps": 6}, resume=True)
     try:
         assert trainer.model_config.weight_drop == 0.0
         list(trainer.run())
@@ -104,7 +103,7 @@ def test_a_run_saved_before_weight_drop_existed_resumes_without_it(tmp_path, tex
 
 def test_resume_with_a_longer_budget_continues(tmp_path, text_file):
     train_run(tmp_path / "run", text_file, max_steps=10)
-    trainer = Trainer(tmp_path / "run", {"max_steps": 15}, {}, resume=True)
+    trainer = open_training(tmp_path / "run", {"max_steps": 15}, resume=True)
     try:
         steps = [p.step for p in trainer.run()]
     finally:
@@ -114,26 +113,26 @@ def test_resume_with_a_longer_budget_continues(tmp_path, text_file):
 
 def test_an_existing_run_is_not_overwritten(tiny_run):
     with pytest.raises(CharRNNError, match="already holds a run. Pass --resume"):
-        Trainer(tiny_run, {"data": "x", **TINY_TRAIN}, dict(TINY_MODEL))
+        open_training(tiny_run, {"data": "x", **TINY_TRAIN, **TINY_MODEL})
 
 
 def test_force_starts_over(tmp_path, text_file):
     train_run(tmp_path / "run", text_file, max_steps=5)
-    trainer = Trainer(
-        tmp_path / "run", {"data": str(text_file), **TINY_TRAIN, "max_steps": 3}, dict(TINY_MODEL), force=True
+    trainer = open_training(
+        tmp_path / "run", {"data": str(text_file), **TINY_TRAIN, "max_steps": 3, **TINY_MODEL}, force=True
     )
     trainer.close()
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_a_second_training_in_the_same_directory_is_locked_out(tmp_path, text_file):
-    first = Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL))
+    first = open_training(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN, **TINY_MODEL})
     try:
         with pytest.raises(CharRNNError, match="another training .* is writing into"):
-            Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), force=True)
+            open_training(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN, **TINY_MODEL}, force=True)
     finally:
         first.close()
-    Trainer(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN}, dict(TINY_MODEL), force=True).close()
+    open_training(tmp_path / "run", {"data": str(text_file), **TINY_TRAIN, **TINY_MODEL}, force=True).close()
 
 
 def test_non_finite_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_path, text_file):
@@ -168,14 +167,14 @@ def test_fine_tuning_from_a_checkpoint(tiny_run, tmp_path):
     other.write_text(make_text(12_000, seed=9) + "€")
     options = {"data": str(other), **TINY_TRAIN, "init_from": str(tiny_run / "best.pt"), "max_steps": 3}
     with pytest.raises(CharRNNError, match=r"1 characters the model never saw: '€' \(1x\).*--skip-unknown"):
-        Trainer(tmp_path / "a", options, {})
+        open_training(tmp_path / "a", options)
     with pytest.raises(CharRNNError, match="--hidden-size 8 differs from the model given to --init-from"):
-        Trainer(tmp_path / "b", {**options, "skip_unknown": True}, {"hidden_size": 8})
+        open_training(tmp_path / "b", {**options, "skip_unknown": True, "hidden_size": 8})
     regularised = {"dropout": 0.5, "embed_dropout": 0.2, "weight_drop": 0.3}
-    retuned = Trainer(tmp_path / "d", {**options, "skip_unknown": True}, regularised)
+    retuned = open_training(tmp_path / "d", {**options, "skip_unknown": True, **regularised})
     retuned.close()
     assert {k: getattr(retuned.model_config, k) for k in regularised} == regularised
-    trainer = Trainer(tmp_path / "c", {**options, "skip_unknown": True}, {})
+    trainer = open_training(tmp_path / "c", {**options, "skip_unknown": True})
     try:
         assert trainer.skipped_chars == 1
         assert trainer.vocab.chars == load(tiny_run).vocab.chars

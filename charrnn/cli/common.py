@@ -11,7 +11,10 @@ import typer
 from rich.console import Console
 from tqdm import tqdm
 
+from charrnn.cli.options import opt
+from charrnn.config import TrainConfig
 from charrnn.errors import CharRNNError
+from charrnn.options import OptionError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -20,20 +23,18 @@ CheckpointArgument = Annotated[
     Path, typer.Argument(metavar="CHECKPOINT", help="A run directory (its best.pt) or a .pt file.")
 ]
 
-DataOption = Annotated[
-    Optional[str],
-    typer.Option(help="A known corpus name (see `charrnn corpus`) or a UTF-8 text file. \\[default: alice]"),
-]
 
-ThreadsOption = Annotated[
-    Optional[int],
-    typer.Option(min=1, help="CPU threads for PyTorch. \\[default: all cores, or $OMP_NUM_THREADS when set]"),
-]
+def threads_option(panel: str | None = None):
+    return typer.Option(
+        min=1,
+        help="CPU threads for PyTorch. \\[default: all cores, or $OMP_NUM_THREADS when set]",
+        rich_help_panel=panel,
+    )
 
-DeviceOption = Annotated[
-    Optional[str],
-    typer.Option(help="auto, cpu, cuda or mps; auto picks a CUDA GPU, else MPS, else the CPU. \\[default: auto]"),
-]
+
+ThreadsOption = Annotated[Optional[int], threads_option()]
+DeviceOption = opt(TrainConfig, "device")
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
 def fail(message: str, code: int = 1):
@@ -48,6 +49,8 @@ def handles_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except OptionError as e:
+            fail(e.for_flags())
         except CharRNNError as e:
             fail(str(e))
         except KeyboardInterrupt:

@@ -1,7 +1,5 @@
 """`charrnn sample` (one prime, or an interactive session) and `charrnn fill`: text out of a model."""
 
-from __future__ import annotations
-
 import itertools
 import secrets
 import sys
@@ -12,10 +10,15 @@ import typer
 
 from charrnn import corpus
 from charrnn.cli.common import CheckpointArgument, DeviceOption, ThreadsOption, err, fail, handles_errors, use_threads
-from charrnn.config import SampleConfig
+from charrnn.cli.options import given, opt, plain
+from charrnn.config import SampleConfig, TrainConfig
 from charrnn.errors import CharRNNError
+from charrnn.options import OptionError
 
 SAMPLE_SEPARATOR = "\n\n---\n\n"
+# Sampling steps one character at a time, which a CPU does at least as fast as a GPU for these models.
+SAMPLE_DEVICE = "cpu"
+S = SampleConfig
 
 
 def write_streaming(prime: str, stream) -> None:
@@ -37,18 +40,14 @@ def sample(
     checkpoint_path: CheckpointArgument,
     prime: Annotated[Optional[str], typer.Option(help="Text to start from; printed first.")] = None,
     prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime from a UTF-8 file.")] = None,
-    length: Annotated[int, typer.Option(help="New characters per sample (the prime not counted).")] = 500,
-    temperature: Annotated[float, typer.Option(help="Below 1 is safer, above 1 wilder; 0 = greedy.")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k likeliest characters.")] = None,
-    top_p: Annotated[
-        Optional[float], typer.Option(help="Sample only from the likeliest characters that cover probability p.")
-    ] = None,
-    seed: Annotated[
-        Optional[int], typer.Option(help="Same seed, same text. \\[default: random, printed to stderr]")
-    ] = None,
-    num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a line '---'.")] = 1,
+    length: opt(S, "length") = None,
+    temperature: opt(S, "temperature") = None,
+    top_k: opt(S, "top_k") = None,
+    top_p: opt(S, "top_p") = None,
+    seed: opt(S, "seed") = None,
+    num_samples: opt(S, "num_samples") = None,
     threads: ThreadsOption = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, mps or auto (the best available).")] = "cpu",
+    device: opt(TrainConfig, "device", default=SAMPLE_DEVICE) = None,
     interactive: Annotated[
         bool, typer.Option(help="Read primes from stdin, print each continuation; ':t 0.5' sets the temperature.")
     ] = False,
@@ -59,8 +58,10 @@ def sample(
     from charrnn.sample import PRIME_HINT, generate
 
     config = SampleConfig(
-        length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed
+        **given(dict(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples))
+        | {"seed": seed}
     )
+    device = plain(device, SAMPLE_DEVICE)
     if prime is not None and prime_file is not None:
         fail("pass --prime or --prime-file, not both. Drop one of them", 2)
     if prime_file is not None:
@@ -78,10 +79,10 @@ def sample(
     if interactive:
         return interactive_session(loaded, config)
     stream = generate(loaded.model, loaded.vocab, config, prime, config.seed)
-    if num_samples == 1:
+    if config.num_samples == 1:
         write_streaming(prime, stream)
     else:
-        texts = [prime] * num_samples
+        texts = [prime] * config.num_samples
         for chars in stream:
             texts = [t + c for t, c in zip(texts, chars)]
         sys.stdout.write(SAMPLE_SEPARATOR.join(texts))
@@ -113,8 +114,8 @@ def interactive_session(loaded, config: SampleConfig) -> None:
                 config = SampleConfig(**{**config.__dict__, field: value})
             except (IndexError, ValueError):
                 err.print("error: a command needs a number. Write e.g. ':t 0.5' or ':n 300'", markup=False)
-            except CharRNNError as e:
-                err.print(f"error: {e}", markup=False)
+            except OptionError as e:
+                err.print(f"error: {e.for_flags()}", markup=False)
             continue
         try:
             loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
@@ -141,12 +142,10 @@ def fill_command(
     ] = None,
     file: Annotated[Optional[Path], typer.Option(help="Read the text from a UTF-8 file.")] = None,
     mask_char: Annotated[str, typer.Option(help="The character that marks a missing one.")] = "_",
-    temperature: Annotated[
-        float, typer.Option(help="0 = the likeliest characters; above 0, sample (1 = the model's own odds).")
-    ] = 0.0,
-    seed: Annotated[
-        Optional[int], typer.Option(help="Seed for sampling. \\[default: random, printed to stderr]")
-    ] = None,
+    temperature: opt(
+        S, "temperature", help="0 = the likeliest characters; above 0, sample (1 = the model's own odds).", default=0.0
+    ) = None,
+    seed: opt(S, "seed") = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
 ):
@@ -162,12 +161,13 @@ def fill_command(
         if not file.is_file():
             fail(f"no such file: {file}. Pass the path of a UTF-8 text file to --file")
         text = corpus.decode_text(file.read_bytes(), str(file))
-    loaded = load(checkpoint_path, device or "auto")
+    loaded = load(checkpoint_path, plain(device, "auto"))
     loaded.require("fill")
-    if temperature > 0 and seed is None:
-        seed = secrets.randbelow(2**31)
-        err.print(f"seed: {seed}")
-    filled = loaded.fill(text, mask_char, temperature, seed or 0)
+    config = SampleConfig(temperature=0.0 if temperature is None else temperature, seed=seed)
+    if config.temperature > 0 and config.seed is None:
+        config = SampleConfig(temperature=config.temperature, seed=secrets.randbelow(2**31))
+        err.print(f"seed: {config.seed}")
+    filled = loaded.fill(text, mask_char, config.temperature, config.seed or 0)
     ensure_replaceable_output()
     sys.stdout.write(filled.text)
     if sys.stdout.isatty():

@@ -1,7 +1,5 @@
 """`charrnn compare` and `charrnn gradients`: the RNN notes' claims, measured."""
 
-from __future__ import annotations
-
 import json
 import math
 from pathlib import Path
@@ -14,7 +12,18 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from charrnn.cli.common import ThreadsOption, err, fail, handles_errors, out, progress_bar, use_threads
-from charrnn.config import parse_duration
+from charrnn.cli.options import given, opt, plain
+from charrnn.config import (
+    COMPARE_EVAL_EVERY,
+    COMPARE_MAX_TIME_S,
+    COMPARE_SHAPE,
+    ModelConfig,
+    TrainConfig,
+    parse_duration,
+)
+from charrnn.options import default_of
+
+M, T, SHAPE = ModelConfig, TrainConfig, COMPARE_SHAPE
 
 COMPARE_NAMES = "rnn-tanh, rnn-identity, rnn-relu-identity, gru, lstm, lstm-no-dropout, rnn-no-clip"
 
@@ -34,17 +43,15 @@ def compare(
     max_steps: Annotated[
         Optional[int], typer.Option(help="Training steps for each configuration (alone, or with --max-time).")
     ] = None,
-    layers: Annotated[int, typer.Option(help="Stacked layers, shared by all.")] = 1,
-    hidden_size: Annotated[int, typer.Option(help="Units per layer, shared by all.")] = 256,
-    embed_size: Annotated[int, typer.Option(help="Character embedding size, shared by all.")] = 64,
-    seq_len: Annotated[
-        Optional[int], typer.Option(help="Steps of back-propagation through time. \\[default: 128]")
-    ] = None,
-    batch_size: Annotated[
-        Optional[int], typer.Option(help="Parallel streams through the text. \\[default: 32]")
-    ] = None,
-    eval_every: Annotated[int, typer.Option(help="Validate every N steps (the points of the curves).")] = 50,
-    seed: Annotated[Optional[int], typer.Option(help="Seed shared by all. \\[default: 1337]")] = None,
+    num_layers: opt(M, "num_layers", help="Stacked layers, shared by all.", default=SHAPE["num_layers"]) = None,
+    hidden_size: opt(M, "hidden_size", help="Units per layer, shared by all.", default=SHAPE["hidden_size"]) = None,
+    embed_size: opt(M, "embed_size", help="Embedding size, shared by all.", default=SHAPE["embed_size"]) = None,
+    seq_len: opt(T, "seq_len") = None,
+    batch_size: opt(T, "batch_size") = None,
+    eval_every: opt(
+        T, "eval_every", help="Validate every N steps (the points of the curves).", default=COMPARE_EVAL_EVERY
+    ) = None,
+    seed: opt(T, "seed", help="Seed shared by all.") = None,
     force: Annotated[bool, typer.Option(help="Train again where --out already holds a configuration's run.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of the Markdown table.")
@@ -63,12 +70,12 @@ def compare(
 
         require_matplotlib()
     entries = comparing.select(only)
-    train_options = {"data": data, "eval_every": eval_every}
+    train_options = {"data": data, "eval_every": plain(eval_every, COMPARE_EVAL_EVERY)}
     if max_time is not None or max_steps is None:
-        train_options["max_time"] = comparing.DEFAULT_MAX_TIME_S if max_time is None else parse_duration(max_time)
-    given = {"max_steps": max_steps, "seq_len": seq_len, "batch_size": batch_size, "seed": seed}
-    train_options.update({k: v for k, v in given.items() if v is not None})
-    shape = {**comparing.SHARED_SHAPE, "num_layers": layers, "hidden_size": hidden_size, "embed_size": embed_size}
+        train_options["max_time"] = COMPARE_MAX_TIME_S if max_time is None else parse_duration(max_time)
+    train_options |= given({"max_steps": max_steps, "seq_len": seq_len, "batch_size": batch_size, "seed": seed})
+    shape = SHAPE | given({"num_layers": num_layers, "hidden_size": hidden_size, "embed_size": embed_size})
+    layers, hidden_size = shape["num_layers"], shape["hidden_size"]
     comparison = comparing.Comparison(entries, out_root, train_options, shape, force=force)
     err.print(
         f"comparing {len(entries)} configurations on {data}, {layers} x {hidden_size} units each, into {out_root}/",
@@ -145,19 +152,15 @@ def gradients(
             "Repeat to compare."
         ),
     ] = None,
-    cell: Annotated[
-        Optional[str], typer.Option(help="One fresh model's cell: rnn, lstm or gru. \\[default: lstm]")
-    ] = None,
-    init: Annotated[
-        Optional[str], typer.Option(help="default, or identity (vanilla rnn). \\[default: default]")
-    ] = None,
+    cell: opt(M, "cell", help="One fresh model's cell.") = None,
+    init: opt(M, "init", help="One fresh model's initialisation; identity for the vanilla rnn.") = None,
     init_scale: Annotated[
         Optional[float], typer.Option(help="Multiply W_hh by this after initialisation. \\[default: 1.0]")
     ] = None,
-    nonlinearity: Annotated[Optional[str], typer.Option(help="tanh or relu (vanilla rnn). \\[default: tanh]")] = None,
-    hidden_size: Annotated[Optional[int], typer.Option(help="Fresh models' units per layer. \\[default: 512]")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Fresh models' stacked layers. \\[default: 2]")] = None,
-    embed_size: Annotated[Optional[int], typer.Option(help="Fresh models' embedding size. \\[default: 64]")] = None,
+    nonlinearity: opt(M, "nonlinearity", help="One fresh model's nonlinearity (vanilla rnn).") = None,
+    hidden_size: opt(M, "hidden_size", help="Fresh models' units per layer.") = None,
+    num_layers: opt(M, "num_layers", help="Fresh models' stacked layers.") = None,
+    embed_size: opt(M, "embed_size", help="Fresh models' embedding size.") = None,
     data: Annotated[
         Optional[str],
         typer.Option(
@@ -166,7 +169,7 @@ def gradients(
     ] = None,
     steps: Annotated[int, typer.Option(help="K: measure dL/dh_(t-k) for k = 0..K.")] = 100,
     windows: Annotated[int, typer.Option(help="Windows of text to average over.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of fresh models' initialisation.")] = 1337,
+    seed: opt(T, "seed", help="Seed of fresh models' initialisation.") = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the tables.")] = False,
     plot: Annotated[
         Optional[Path], typer.Option(help="Also draw the gradient norms against k to this PNG (needs matplotlib).")
@@ -177,13 +180,13 @@ def gradients(
     use_threads(threads)
     from charrnn.gradients import FreshModel, measure_checkpoint, measure_fresh, parse_spec
 
-    one_model = {"cell": cell, "init": init, "nonlinearity": nonlinearity}
+    one_model = given({"cell": cell, "init": init, "nonlinearity": nonlinearity})
+    seed = plain(seed, default_of(T, "seed"))
     if (checkpoints or model) and (any(one_model.values()) or init_scale is not None):
         fail(
             "--cell, --init, --init-scale and --nonlinearity describe a single fresh model. Use --model SPEC instead", 2
         )
-    shape = {"hidden_size": hidden_size, "num_layers": layers, "embed_size": embed_size}
-    shape = {k: v for k, v in shape.items() if v is not None}
+    shape = given({"hidden_size": hidden_size, "num_layers": num_layers, "embed_size": embed_size})
     if checkpoints and not model and shape:
         fail("--hidden-size, --layers and --embed-size shape fresh models; a checkpoint keeps its own", 2)
     if plot is not None:
@@ -194,8 +197,9 @@ def gradients(
     fresh = [parse_spec(spec) for spec in model or []]
     if not checkpoints and not model:
         scale = 1.0 if init_scale is None else init_scale
-        label = f"{cell or 'lstm'}{'-relu' if nonlinearity == 'relu' else ''}:{init or 'default'}:{scale:g}"
-        fresh = [FreshModel(label, {k: v for k, v in one_model.items() if v is not None}, scale)]
+        relu = "-relu" if one_model.get("nonlinearity") == "relu" else ""
+        label = f"{one_model.get('cell', M.cell)}{relu}:{one_model.get('init', M.init)}:{scale:g}"
+        fresh = [FreshModel(label, one_model, scale)]
     profiles = [measure_checkpoint(path, data, steps, windows, seed) for path in checkpoints or []]
     if fresh:
         profiles += measure_fresh(fresh, data or "alice", shape, steps, windows, seed)

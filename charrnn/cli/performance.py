@@ -1,7 +1,5 @@
 """`charrnn bench`: speed against what the machine can do."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,18 +8,19 @@ import typer
 from rich.table import Table
 
 from charrnn.cli.common import ThreadsOption, err, handles_errors, out, use_threads
+from charrnn.cli.options import given, opt
 from charrnn.config import ModelConfig, TrainConfig
+
+M, T = ModelConfig, TrainConfig
 
 
 @handles_errors
 def bench(
-    cell: Annotated[str, typer.Option(help="rnn, lstm or gru.")] = ModelConfig.cell,
-    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers.")] = ModelConfig.num_layers,
-    hidden_size: Annotated[int, typer.Option(min=1, help="Units per layer.")] = ModelConfig.hidden_size,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Parallel streams in a training step.")
-    ] = TrainConfig.batch_size,
-    seq_len: Annotated[int, typer.Option(min=1, help="Steps of back-propagation through time.")] = TrainConfig.seq_len,
+    cell: opt(M, "cell") = None,
+    num_layers: opt(M, "num_layers") = None,
+    hidden_size: opt(M, "hidden_size") = None,
+    batch_size: opt(T, "batch_size", help="Parallel streams in a training step.") = None,
+    seq_len: opt(T, "seq_len") = None,
     num_samples: Annotated[int, typer.Option(min=1, help="Samples drawn side by side in the batched measure.")] = 32,
     min_time: Annotated[float, typer.Option(min=0, help="Seconds to repeat each measurement for.")] = 5.0,
     data: Annotated[
@@ -35,13 +34,15 @@ def bench(
     from charrnn.bench import BenchShape, run
 
     use_threads(threads)
-    ModelConfig(vocab_size=1, cell=cell, num_layers=layers, hidden_size=hidden_size)
+    model = ModelConfig(vocab_size=1, **given({"cell": cell, "num_layers": num_layers, "hidden_size": hidden_size}))
+    train = TrainConfig(max_steps=1, **given({"batch_size": batch_size, "seq_len": seq_len}))
+    cell = model.cell
     shape = BenchShape(
         cell=cell,
-        num_layers=layers,
-        hidden_size=hidden_size,
-        batch_size=batch_size,
-        seq_len=seq_len,
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        batch_size=train.batch_size,
+        seq_len=train.seq_len,
         num_samples=num_samples,
     )
     report = run(shape, min_time, data=data, on_stage=lambda name: err.print(f"measuring {name}", markup=False))
@@ -109,7 +110,8 @@ def bench(
         f"{ratios['batch_sample_vs_single']:.1f} of at most {ratios['arithmetic_limit_vs_single']:.1f}",
     )
     out.print(
-        f"{layers}-layer {hidden_size}-unit {cell}, batch {batch_size}, sequence {seq_len}, "
+        f"{model.num_layers}-layer {model.hidden_size}-unit {cell}, batch {train.batch_size}, "
+        f"sequence {train.seq_len}, "
         f"vocabulary {report.shape.vocab_size}, {report.threads} threads",
         markup=False,
     )

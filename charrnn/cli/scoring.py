@@ -1,7 +1,5 @@
 """`charrnn eval`: a language model's score on a text, or a fill model's on hidden characters."""
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import math
@@ -14,20 +12,22 @@ from charrnn.cli.common import (
     CheckpointArgument,
     DeviceOption,
     ThreadsOption,
-    default_note,
     fail,
     handles_errors,
     out,
     progress_bar,
     use_threads,
 )
+from charrnn.cli.options import choice_enum, given, opt, plain
 from charrnn.config import DynamicEvalConfig
+
+Split = choice_enum("Split", ("train", "val", "test"))
 
 
 @handles_errors
 def eval_command(
     checkpoint_path: CheckpointArgument,
-    split: Annotated[str, typer.Option(help="train, val or test split of the training data.")] = "test",
+    split: Annotated[Split, typer.Option(help="Which split of the training data to score.")] = Split.test,
     data: Annotated[Optional[str], typer.Option(help="Score this whole text instead of a split.")] = None,
     skip_unknown: Annotated[
         bool, typer.Option(help="Leave out characters the model never saw (and count them).")
@@ -49,17 +49,8 @@ def eval_command(
             "scoring it, so it adapts to the passage it reads."
         ),
     ] = False,
-    dynamic_lr: Annotated[
-        Optional[float],
-        typer.Option(help="With --dynamic: the size of each step." + default_note(DynamicEvalConfig, "lr")),
-    ] = None,
-    dynamic_decay: Annotated[
-        Optional[float],
-        typer.Option(
-            help="With --dynamic: the share of the way back to the trained weights after each step."
-            + default_note(DynamicEvalConfig, "decay")
-        ),
-    ] = None,
+    dynamic_lr: opt(DynamicEvalConfig, "lr") = None,
+    dynamic_decay: opt(DynamicEvalConfig, "decay") = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
 ):
@@ -68,33 +59,25 @@ def eval_command(
     A fill model is scored on characters hidden as in training (the same ones every time): accuracy
     and bits per character."""
     use_threads(threads)
-    from charrnn import corpus_ids
+    from charrnn import checkpoint, corpus_ids
     from charrnn.api import load
     from charrnn.data import splits
     from charrnn.dynamic import dynamic_evaluate
     from charrnn.evaluate import evaluate, scored_start
 
-    if split not in ("train", "val", "test"):
-        fail(f"unknown split {split!r}. Use train, val or test", 2)
+    split = split.value
     if not dynamic and (dynamic_lr is not None or dynamic_decay is not None):
         fail("--dynamic-lr and --dynamic-decay set dynamic evaluation. Add --dynamic", 2)
     if dynamic and compare is not None:
         fail("--compare scores a fill model, which --dynamic does not apply to. Drop one of them", 2)
-    settings = DynamicEvalConfig(
-        lr=DynamicEvalConfig.lr if dynamic_lr is None else dynamic_lr,
-        decay=DynamicEvalConfig.decay if dynamic_decay is None else dynamic_decay,
-    )
-    loaded = load(checkpoint_path, device or "auto")
+    settings = DynamicEvalConfig(**given({"lr": dynamic_lr, "decay": dynamic_decay}))
+    device = plain(device, "auto")
+    loaded = load(checkpoint_path, device)
     if dynamic:
         loaded.require("lm")
     if data is None:
         source = loaded.content["train_config"]["data"]
-        encoded = corpus_ids.load(source)
-        if encoded.sha256 != loaded.content["data_sha256"]:
-            fail(
-                f"the text of {source} changed since the model was trained. "
-                "Restore it, or pass --data to score another text"
-            )
+        encoded = checkpoint.training_text(loaded.content, "Restore it, or pass --data to score another text")
         ids, skipped = encoded.under(loaded.vocab)
         part = splits(len(ids))[split]
         start, end, what = part.start, part.end, f"{split} split of {source}"

@@ -1,7 +1,5 @@
 """`charrnn corpus` and `charrnn train`: get a text, train on it."""
 
-from __future__ import annotations
-
 import signal
 import sys
 import threading
@@ -13,19 +11,17 @@ from rich.table import Table
 
 from charrnn import corpus
 from charrnn.cli.common import (
-    DataOption,
-    DeviceOption,
-    ThreadsOption,
-    default_note,
     err,
     fail,
     format_seconds,
     handles_errors,
     out,
     progress_bar,
+    threads_option,
     use_threads,
 )
-from charrnn.config import DEFAULT_MAX_STEPS, PRESETS, ModelConfig, TrainConfig, apply_preset, parse_duration
+from charrnn.cli.options import given, opt
+from charrnn.config import HARDWARE, PRESETS, ModelConfig, TrainConfig, parse_duration
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -61,200 +57,88 @@ def corpus_command(
     out.print(str(path), markup=False)
 
 
+M, T = ModelConfig, TrainConfig
+RUN_PANEL = "Run directory"
+# train's parameters that say where and how to run, not what to train: not configuration fields.
+RUN_OPTIONS = ("preset", "config_file", "out_dir", "resume", "force", "threads")
+
+
 @handles_errors
 def train(
-    data: DataOption = None,
-    cell: Annotated[Optional[str], typer.Option(help="rnn, lstm or gru." + default_note(ModelConfig, "cell"))] = None,
-    layers: Annotated[
-        Optional[int], typer.Option(help="Stacked recurrent layers." + default_note(ModelConfig, "num_layers"))
-    ] = None,
-    hidden_size: Annotated[
-        Optional[int], typer.Option(help="Units per layer." + default_note(ModelConfig, "hidden_size"))
-    ] = None,
-    embed_size: Annotated[
-        Optional[int], typer.Option(help="Character embedding size." + default_note(ModelConfig, "embed_size"))
-    ] = None,
-    dropout: Annotated[
-        Optional[float],
-        typer.Option(help="Between stacked layers and before the output." + default_note(ModelConfig, "dropout")),
-    ] = None,
-    embed_dropout: Annotated[
-        Optional[float],
-        typer.Option(
-            help="On the character embeddings, before the first layer." + default_note(ModelConfig, "embed_dropout")
-        ),
-    ] = None,
-    weight_drop: Annotated[
-        Optional[float],
-        typer.Option(
-            help="DropConnect on the recurrent weights W_hh, one mask per batch."
-            + default_note(ModelConfig, "weight_drop")
-        ),
-    ] = None,
-    nonlinearity: Annotated[
-        Optional[str], typer.Option(help="tanh or relu, vanilla rnn only." + default_note(ModelConfig, "nonlinearity"))
-    ] = None,
-    init: Annotated[
-        Optional[str], typer.Option(help="default, or identity (W_hh = I, zero biases), vanilla rnn only.")
-    ] = None,
-    seq_len: Annotated[
-        Optional[int],
-        typer.Option(help="Steps of back-propagation through time." + default_note(TrainConfig, "seq_len")),
-    ] = None,
-    batch_size: Annotated[
-        Optional[int], typer.Option(help="Parallel streams through the text." + default_note(TrainConfig, "batch_size"))
-    ] = None,
-    lr: Annotated[
-        Optional[float], typer.Option(help="Peak AdamW learning rate." + default_note(TrainConfig, "lr"))
-    ] = None,
-    weight_decay: Annotated[
-        Optional[float],
-        typer.Option(help="AdamW weight decay on weight matrices." + default_note(TrainConfig, "weight_decay")),
-    ] = None,
-    warmup_steps: Annotated[
-        Optional[int], typer.Option(help="Linear learning-rate warm-up." + default_note(TrainConfig, "warmup_steps"))
-    ] = None,
-    clip_norm: Annotated[
-        Optional[float],
-        typer.Option(help="Clip the gradient's total norm; 0 = off." + default_note(TrainConfig, "clip_norm")),
-    ] = None,
-    clip_value: Annotated[
-        Optional[float],
-        typer.Option(help="Clip each gradient element; 0 = off." + default_note(TrainConfig, "clip_value")),
-    ] = None,
-    max_steps: Annotated[
-        Optional[int],
-        typer.Option(help=f"Stop after this many steps. \\[default: {DEFAULT_MAX_STEPS} when no budget is given]"),
-    ] = None,
-    max_time: Annotated[Optional[str], typer.Option(help="Stop after this long, e.g. 90s, 10m, 1h.")] = None,
-    eval_every: Annotated[
-        Optional[int], typer.Option(help="Validate and save every N steps." + default_note(TrainConfig, "eval_every"))
-    ] = None,
-    seed: Annotated[
-        Optional[int],
-        typer.Option(help="Seed for initialisation, data order and dropout." + default_note(TrainConfig, "seed")),
-    ] = None,
-    ema_decay: Annotated[
-        Optional[float],
-        typer.Option(
-            help="Validate and save a moving average of the weights with this decay; 0 = off."
-            + default_note(TrainConfig, "ema_decay")
-        ),
-    ] = None,
-    objective: Annotated[
-        Optional[str],
-        typer.Option(
-            help="lm: predict the next character; fill: a bidirectional model predicts hidden characters "
-            "(see `charrnn fill`)." + default_note(TrainConfig, "objective")
-        ),
-    ] = None,
-    bidirectional: Annotated[
-        Optional[bool],
-        typer.Option("--bidirectional", help="Read forwards and backwards; --objective fill only, and implied by it."),
-    ] = None,
-    mask_rate: Annotated[
-        Optional[float],
-        typer.Option(
-            help="fill: about this share of the characters is hidden." + default_note(TrainConfig, "mask_rate")
-        ),
-    ] = None,
-    mask_span: Annotated[
-        Optional[int],
-        typer.Option(
-            help="fill: hidden spans are 1 to this many characters long." + default_note(TrainConfig, "mask_span")
-        ),
-    ] = None,
+    data: opt(T, "data") = None,
+    cell: opt(M, "cell") = None,
+    num_layers: opt(M, "num_layers") = None,
+    hidden_size: opt(M, "hidden_size") = None,
+    embed_size: opt(M, "embed_size") = None,
+    nonlinearity: opt(M, "nonlinearity") = None,
+    init: opt(M, "init") = None,
+    init_from: opt(T, "init_from") = None,
+    skip_unknown: opt(T, "skip_unknown") = None,
+    dropout: opt(M, "dropout") = None,
+    embed_dropout: opt(M, "embed_dropout") = None,
+    weight_drop: opt(M, "weight_drop") = None,
+    weight_decay: opt(T, "weight_decay") = None,
+    ema_decay: opt(T, "ema_decay") = None,
+    seq_len: opt(T, "seq_len") = None,
+    batch_size: opt(T, "batch_size") = None,
+    lr: opt(T, "lr") = None,
+    warmup_steps: opt(T, "warmup_steps") = None,
+    clip_norm: opt(T, "clip_norm") = None,
+    clip_value: opt(T, "clip_value") = None,
+    seed: opt(T, "seed") = None,
+    max_steps: opt(T, "max_steps") = None,
+    max_time: opt(T, "max_time") = None,
+    eval_every: opt(T, "eval_every") = None,
+    objective: opt(T, "objective") = None,
+    bidirectional: opt(M, "bidirectional") = None,
+    mask_rate: opt(T, "mask_rate") = None,
+    mask_span: opt(T, "mask_span") = None,
     preset: Annotated[
         Optional[str],
-        typer.Option(help=f"Values for the options not given: {', '.join(PRESETS)}. \\[default: default]"),
-    ] = None,
-    init_from: Annotated[
-        Optional[str], typer.Option(help="Fine-tune: start from this checkpoint's weights and vocabulary.")
-    ] = None,
-    skip_unknown: Annotated[
-        Optional[bool],
-        typer.Option("--skip-unknown", help="With --init-from: leave out characters the model never saw."),
-    ] = None,
-    out_dir: Annotated[
-        Optional[Path], typer.Option("--out", help="Run directory. \\[default: runs/<data>-<cell>]")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
-    force: Annotated[bool, typer.Option(help="Start over in a directory that already holds a run.")] = False,
-    threads: ThreadsOption = None,
-    device: DeviceOption = None,
-    precision: Annotated[
-        Optional[str],
         typer.Option(
-            help="fp32, bf16 or fp16 (autocast; fp16 with loss scaling)." + default_note(TrainConfig, "precision")
+            help=f"Values for the options not given: {', '.join(PRESETS)}. \\[default: default]",
+            rich_help_panel=RUN_PANEL,
         ),
     ] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
     config_file: Annotated[
         Optional[Path],
-        typer.Option("--config", help="TOML file of options, e.g. a run's config.toml; the command line wins."),
+        typer.Option(
+            "--config",
+            help="TOML file of options, e.g. a run's config.toml; the command line wins.",
+            rich_help_panel=RUN_PANEL,
+        ),
     ] = None,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Run directory. \\[default: runs/<data>-<cell>]", rich_help_panel=RUN_PANEL),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last.pt.", rich_help_panel=RUN_PANEL)
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Start over in a directory that already holds a run.", rich_help_panel=RUN_PANEL)
+    ] = False,
+    device: opt(T, "device") = None,
+    precision: opt(T, "precision") = None,
+    compile: opt(T, "compile") = None,
+    threads: Annotated[Optional[int], threads_option(HARDWARE)] = None,
 ):
     """Train a model; checkpoints and metrics.jsonl go to the run directory."""
-    from charrnn.train import Trainer, default_out_dir
+    options = given({k: v for k, v in locals().items() if k not in RUN_OPTIONS})
+    from charrnn.train import default_out_dir, open_training
 
     use_threads(threads)
-
-    given = {k: v for k, v in locals().items() if v is not None}
-    train_names = (
-        "data",
-        "seq_len",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "warmup_steps",
-        "clip_norm",
-        "clip_value",
-        "max_steps",
-        "eval_every",
-        "seed",
-        "ema_decay",
-        "objective",
-        "mask_rate",
-        "mask_span",
-        "init_from",
-        "skip_unknown",
-        "device",
-        "precision",
-        "compile",
-    )
-    model_names = {
-        "cell": "cell",
-        "layers": "num_layers",
-        "hidden_size": "hidden_size",
-        "embed_size": "embed_size",
-        "dropout": "dropout",
-        "embed_dropout": "embed_dropout",
-        "weight_drop": "weight_drop",
-        "nonlinearity": "nonlinearity",
-        "init": "init",
-        "bidirectional": "bidirectional",
-    }
-    train_options = {k: given[k] for k in train_names if k in given}
     if max_time is not None:
-        train_options["max_time"] = parse_duration(max_time)
-    model_options = {field: given[k] for k, field in model_names.items() if k in given}
-    if config_file is not None:
-        from charrnn import configfile
-
-        file_train, file_model = configfile.read(config_file)
-        train_options, model_options = {**file_train, **train_options}, {**file_model, **model_options}
-    if preset is not None:
-        train_options, model_options = apply_preset(preset, train_options, model_options)
-    if train_options.get("objective") == "fill":
-        model_options.setdefault("bidirectional", True)
-    elif not resume and (mask_rate is not None or mask_span is not None):
-        fail("--mask-rate and --mask-span apply to --objective fill only. Drop them, or pass --objective fill")
+        options["max_time"] = parse_duration(max_time)
     if out_dir is None:
         if resume:
             fail("--resume needs the run directory. Pass --out DIR")
-        out_dir = default_out_dir(train_options.get("data", "alice"), model_options.get("cell", "lstm"))
+        out_dir = default_out_dir(options.get("data", "alice"), options.get("cell", "lstm"))
 
     stop, received = threading.Event(), []
+    trainer = open_training(
+        out_dir, options, config_file=config_file, preset=preset, resume=resume, force=force, stop=stop
+    )
 
     def on_signal(signum, frame):
         received.append(signum)
@@ -262,7 +146,6 @@ def train(
         signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
 
     previous = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
-    trainer = Trainer(out_dir, train_options, model_options, resume=resume, force=force, stop=stop)
     # Under torchrun every process runs this command; only rank 0 speaks.
     main = trainer.group.is_main
     try:
