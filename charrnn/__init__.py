@@ -1,6 +1,6 @@
 """charrnn: character-level recurrent language models (RNN, LSTM, GRU) in PyTorch."""
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 __all__ = ["__version__", "load"]
 
 

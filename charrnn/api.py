@@ -1,4 +1,4 @@
-"""Load a trained model and use it from Python: generate text, score text, fill gaps."""
+"""charrnn from Python: train a model as `charrnn train` does, then load it to generate text, score text, fill gaps."""
 
 from __future__ import annotations
 
@@ -63,6 +63,17 @@ class Loaded:
         self.require("fill")
         window = self.content["train_config"]["seq_len"]
         return fill(self.model, self.vocab, text, window, mask_char, temperature, seed)
+
+
+def train(out_dir: str | Path, *, config_file=None, preset=None, resume=False, force=False, **options):
+    """Train into `out_dir` as `charrnn train` does, with its options by field name (`num_layers=1`,
+    `max_steps=100`); the same rules decide what is left out. Returns the run's `Outcome`."""
+    from charrnn.train import open_training
+
+    with open_training(out_dir, options, config_file=config_file, preset=preset, resume=resume, force=force) as trainer:
+        for _ in trainer.run():
+            pass
+        return trainer.outcome()
 
 
 def load(path: str | Path, device: str = "cpu") -> Loaded:

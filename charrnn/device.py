@@ -76,13 +76,27 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def compiled(module: torch.nn.Module) -> torch.nn.Module:
+def compiled(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     if not torch._dynamo.is_dynamo_supported():
         raise CharRNNError(
             "--compile is not supported by this Python or PyTorch (torch.compile needs a supported "
             "platform). Leave out --compile"
         )
+    problem = _compiler_problem(device.type)
+    if problem is not None:
+        raise CharRNNError(f"--compile: torch.compile cannot build code here ({problem}). Leave out --compile")
     return torch.compile(module)
+
+
+@functools.cache
+def _compiler_problem(device_type: str) -> str | None:
+    """Compile and run a two-op function once: a missing C++ compiler (or Triton, on a GPU) shows only when
+    code is built, which would otherwise be at the first training step."""
+    try:
+        torch.compile(lambda x: torch.tanh(x) * 2)(torch.ones(2, device=device_type))
+    except torch._dynamo.exc.BackendCompilerFailed as e:
+        return str(e).strip().splitlines()[0][:200]
+    return None
 
 
 def describe(device: torch.device) -> str:

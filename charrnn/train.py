@@ -176,7 +176,7 @@ class Trainer:
         if self.group.active:
             self.step_module = torch.nn.parallel.DistributedDataParallel(self.step_module)
         if self.config.compile:
-            self.step_module = devices.compiled(self.step_module)
+            self.step_module = devices.compiled(self.step_module, self.device)
         # Only now, with every option checked and everything built, is the run directory changed.
         if self.group.is_main:
             self.run_dir.begin(fresh=saved is None)

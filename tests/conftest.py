@@ -7,7 +7,9 @@ import random
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from charrnn.cli import app
 from charrnn.train import open_training
 
 WORDS = (
@@ -101,3 +103,20 @@ def _restore_torch_rng_and_threads():
     yield
     torch.set_rng_state(state)
     torch.set_num_threads(threads)
+
+
+# The CLI through Typer's runner, as a user types it: every argument a string.
+TINY = ["--hidden-size", "16", "--embed-size", "4", "--layers", "1", "--seq-len", "16", "--batch-size", "4"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_error(result, *fragments, code=1):
+    """`error: ...` on stderr with the exit code, no traceback, and each fragment in the message."""
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.stderr.replace("\n", " "), result.stderr

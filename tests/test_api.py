@@ -10,8 +10,10 @@ from conftest import make_text
 from typer.testing import CliRunner
 
 import charrnn
+from charrnn.api import train
 from charrnn.cli import app
 from charrnn.config import DynamicEvalConfig
+from charrnn.options import OptionError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- api-example"
@@ -62,3 +64,25 @@ def test_score_with_dynamic_evaluation_matches_the_cli(tiny_run, tmp_path):
         + ["--dynamic-decay", "0", "--json"],
     )
     assert json.loads(result.stdout)["bpc"] == pytest.approx(faster.bpc, rel=1e-9)
+
+
+def test_the_fill_objective_implies_bidirectional_in_the_api_as_on_the_command_line(tmp_path, text_file):
+    options = {"data": str(text_file), "hidden_size": 16, "embed_size": 4, "num_layers": 1, "seq_len": 16}
+    outcome = train(tmp_path / "api", objective="fill", max_steps=2, batch_size=4, **options)
+    assert outcome.finished
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(text_file), "--objective", "fill", "--hidden-size", "16", "--embed-size", "4"]
+        + ["--layers", "1", "--seq-len", "16", "--batch-size", "4", "--max-steps", "2", "--out", str(tmp_path / "cli")],
+    )
+    assert result.exit_code == 0, result.output
+    for run_dir in ("api", "cli"):
+        assert charrnn.load(tmp_path / run_dir / "best.pt").model.config.bidirectional
+    api_config = (tmp_path / "api" / "config.toml").read_text().replace(str(tmp_path / "api"), "")
+    assert api_config == (tmp_path / "cli" / "config.toml").read_text().replace(str(tmp_path / "cli"), "")
+
+
+def test_api_errors_name_the_field_not_the_flag(tmp_path, text_file):
+    with pytest.raises(OptionError, match="^num_layers must be at least 1"):
+        train(tmp_path / "run", data=str(text_file), num_layers=0)
+    assert not (tmp_path / "run").exists()

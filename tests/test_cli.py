@@ -3,34 +3,18 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from charrnn import checkpoint
-from charrnn.cli import app
+from charrnn.cli import COMMANDS
 from charrnn.config import DynamicEvalConfig
-from tests.conftest import make_text
-
-runner = CliRunner()
-TINY = ["--hidden-size", "16", "--embed-size", "4", "--layers", "1", "--seq-len", "16", "--batch-size", "4"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_error(result, *fragments, code=1):
-    assert result.exit_code == code, result.output
-    assert result.stderr.startswith("error: ")
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.stderr.replace("\n", " "), result.stderr
+from tests.conftest import TINY, assert_error, make_text, run
 
 
 def test_help_lists_every_command():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("corpus", "train", "sample", "eval"):
-        assert command in result.stdout
+    for command in COMMANDS:
+        assert f"│ {command} " in result.stdout
 
 
 def test_version():

@@ -5,10 +5,11 @@ import sys
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import app
-from tests.test_cli import assert_error, run, runner
+from tests.conftest import assert_error, run
 
 
 def test_info_describes_a_checkpoint(tiny_run):
@@ -52,14 +53,14 @@ def test_plot_needs_a_run_directory(tmp_path):
 def test_interactive_sampling_until_end_of_input(tiny_run, tmp_path):
     session = "Alice\n:t 0\nThe \n:t\n:t -1\nThe €\n:n 5\nThe \n"
     args = ["sample", str(tiny_run), "--interactive", "--length", "12", "--seed", "4"]
-    result = runner.invoke(app, args, input=session)
+    result = CliRunner().invoke(app, args, input=session)
     assert result.exit_code == 0, result.output
     outputs = result.stdout.splitlines()
     assert [len(line) for line in outputs] == [5 + 12, 4 + 12, 4 + 5]
     assert outputs[0].startswith("Alice") and outputs[2] == outputs[1][:9]  # greedy: same start, shorter
     assert "a command needs a number" in result.stderr and "--temperature must be at least 0" in result.stderr
     assert "never saw: '€'" in result.stderr
-    again = runner.invoke(app, args, input=session)
+    again = CliRunner().invoke(app, args, input=session)
     assert again.stdout == result.stdout
 
 

@@ -5,7 +5,7 @@ import pytest
 from charrnn import checkpoint, configfile
 from charrnn.config import PRESETS, TrainConfig
 from charrnn.errors import CharRNNError
-from tests.test_cli import TINY, assert_error, run
+from tests.conftest import TINY, assert_error, run
 
 
 def test_written_values_read_back_the_same(tmp_path):

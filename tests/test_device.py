@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.serialization
@@ -5,8 +9,7 @@ import torch.serialization
 from charrnn import checkpoint, device
 from charrnn.api import load
 from charrnn.errors import CharRNNError
-from tests.conftest import train_run
-from tests.test_cli import assert_error, run
+from tests.conftest import TINY, assert_error, run, train_run
 
 no_gpu = pytest.mark.skipif(
     torch.cuda.is_available() or torch.backends.mps.is_available(), reason="this machine has a GPU"
@@ -34,6 +37,12 @@ def test_fp16_on_the_cpu_points_to_bf16(tmp_path, text_file):
     assert_error(run("train", "--data", text_file, *args), "--precision fp16 needs a GPU", "--precision bf16")
 
 
+cpu_has_bf16 = pytest.mark.skipif(
+    not device._trains_in_bf16("lstm"), reason="this CPU has no oneDNN bf16 kernel for the LSTM (no AVX-512)"
+)
+
+
+@cpu_has_bf16
 def test_bf16_autocast_trains_on_the_cpu_close_to_fp32(tmp_path, text_file):
     full = train_run(tmp_path / "fp32", text_file, device="cpu", max_steps=10)
     half = train_run(tmp_path / "bf16", text_file, device="cpu", precision="bf16", max_steps=10)
@@ -43,6 +52,24 @@ def test_bf16_autocast_trains_on_the_cpu_close_to_fp32(tmp_path, text_file):
     assert all(w.dtype == torch.float32 for w in weights.values())
     resumed = checkpoint.load(tmp_path / "bf16" / "last.pt")
     assert resumed["train_config"]["precision"] == "bf16"
+
+
+def test_bf16_on_a_cpu_without_the_kernels_ends_in_one_error_line(tmp_path, text_file):
+    # oneDNN capped at AVX2 is what a CPU without AVX-512 offers: the fused LSTM has no bf16 kernel there.
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    args = ["--data", str(text_file), *TINY, "--max-steps", "2", "--out", str(tmp_path / "run")]
+    result = subprocess.run(
+        [sys.executable, "-m", "charrnn", "train", *args, "--device", "cpu", "--precision", "bf16"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: --precision bf16: this CPU cannot run the fused lstm in bf16 (oneDNN has no bf16 kernel for it "
+        "here; CPUs without AVX-512 lack one). Use --precision fp32"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def save_as_if_on_a_gpu(content, path, monkeypatch):
@@ -81,6 +108,24 @@ def test_compiled_training_matches_eager_training(tmp_path, text_file):
     assert compiled.best_val_bpc == pytest.approx(eager.best_val_bpc, rel=1e-4)
 
 
+@pytest.mark.slow
+def test_compile_without_a_working_compiler_ends_in_one_error_line(tmp_path, text_file):
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "OMP_NUM_THREADS": "1"}
+    args = ["--data", str(text_file), *TINY, "--max-steps", "2", "--device", "cpu", "--compile"]
+    result = subprocess.run(
+        [sys.executable, "-m", "charrnn", "train", *args, "--out", str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: --compile: torch.compile cannot build code here") and "no-such-g++" in line
+    assert line.endswith("Leave out --compile")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.slow
 def test_compiled_training_runs_with_weight_drop(tmp_path, text_file):
     # Compiled code draws its own random numbers, so the masks, and the losses, differ slightly from eager ones.
     options = {"model": {"dropout": 0.0, "weight_drop": 0.25}, "device": "cpu", "max_steps": 4}

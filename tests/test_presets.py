@@ -4,7 +4,7 @@ import pytest
 
 from charrnn.config import DEFAULT_MAX_STEPS, PRESETS, ModelConfig, TrainConfig, apply_preset
 from charrnn.errors import CharRNNError
-from tests.test_cli import assert_error, run
+from tests.conftest import assert_error, run
 
 
 def resolved_config(run_dir):

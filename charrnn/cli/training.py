@@ -109,8 +109,11 @@ def train(
         ),
     ] = None,
     out_dir: Annotated[
-        Optional[Path],
-        typer.Option("--out", help="Run directory. \\[default: runs/<data>-<cell>]", rich_help_panel=RUN_PANEL),
+        # A string, not a Path: Path("") is the current directory, and an empty --out must be refused.
+        Optional[str],
+        typer.Option(
+            "--out", metavar="DIR", help="Run directory. \\[default: runs/<data>-<cell>]", rich_help_panel=RUN_PANEL
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its last.pt.", rich_help_panel=RUN_PANEL)
