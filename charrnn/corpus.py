@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from charrnn import atomic
 from charrnn.errors import CharRNNError
 
 REGISTRY_FILE = Path(__file__).resolve().with_name("corpora.toml")
@@ -31,15 +32,18 @@ def _in_checkout() -> bool:
         return False
 
 
-def _user_data_dir() -> Path:
-    """$XDG_DATA_HOME, which the XDG spec says to ignore unless it is an absolute path; else ~/.local/share."""
-    configured = Path(os.environ.get("XDG_DATA_HOME", ""))
-    return configured if configured.is_absolute() else Path.home() / ".local" / "share"
+def xdg_base_dir(variable: str, default_under_home: str) -> Path:
+    """An XDG base directory such as $XDG_DATA_HOME, which the XDG spec says to ignore unless it is an absolute
+    path; else its default under the home directory (".local/share" for data, ".cache" for caches)."""
+    configured = Path(os.environ.get(variable, ""))
+    return configured if configured.is_absolute() else Path.home() / default_under_home
 
 
 IN_CHECKOUT = _in_checkout()
 # A checkout keeps its corpora beside the code; an installed package has no such place of its own.
-CORPORA_DIR = CHECKOUT / "corpora" if IN_CHECKOUT else _user_data_dir() / "charrnn" / "corpora"
+CORPORA_DIR = (
+    CHECKOUT / "corpora" if IN_CHECKOUT else xdg_base_dir("XDG_DATA_HOME", ".local/share") / "charrnn" / "corpora"
+)
 MIRROR_VARIABLE = "CHARRNN_CORPUS_MIRROR"
 DEFAULT_MIRROR = CHECKOUT.parent / "shared" / "corpora" if IN_CHECKOUT else None
 DOWNLOAD_TIMEOUT_S = 60
@@ -113,19 +117,6 @@ def _download(url: str) -> bytes:
         ) from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def fetch(
     name: str,
     *,
@@ -155,7 +146,8 @@ def fetch(
             f"the {name} text from {origin} has SHA-256 {digest}, expected {entry.sha256}. "
             "The source may have changed; pass --no-verify to accept it anyway"
         )
-    write_atomic(target, data)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(target, data)
     return target, origin
 
 
