@@ -1,16 +1,18 @@
-"""A corpus file as integer ids: encoded once, cached beside it, memory-mapped.
+"""A corpus file as integer ids: encoded once, cached in the user's cache directory, memory-mapped.
 
-The cache `<file>.<sha>.ids` is keyed by the SHA-256 of the file's bytes and holds the text's own
-vocabulary (sorted characters) and its ids in the smallest integer dtype that holds it. The file
-is read in pieces, so no step holds the whole text, let alone one Python object per character.
-When the file's directory is not writable the cache goes to $XDG_CACHE_HOME/charrnn.
+A cache entry (see charrnn/cache.py for where, and for its size bound) is keyed by the SHA-256 of the
+file's bytes and holds the text's own vocabulary (sorted characters) and its ids in the smallest integer
+dtype that holds it. The file is read in pieces, so no step holds the whole text, let alone one Python
+object per character. When the cache cannot be written (read-only, full, or not a directory) the ids are
+encoded in memory instead, with a `cache.CacheWarning` that says so.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn import corpus
+from charrnn import atomic, cache, corpus
 from charrnn.data import SKIP_HINT, Vocabulary, smallest_dtype
 from charrnn.errors import CharRNNError
 
@@ -26,9 +28,6 @@ from charrnn.errors import CharRNNError
 # a 200 MB file ran 2.6x slower.
 PIECE_BYTES = 1 << 20
 MAX_CODE_POINT = 0x10FFFF
-MAGIC = "charrnn-ids 1"
-# The ids start at a multiple of the page size, which every dtype's item size divides.
-HEADER_ALIGN = 4096
 DTYPES = {"uint8": torch.uint8, "int16": torch.int16, "int32": torch.int32}
 
 
@@ -59,22 +58,24 @@ class CorpusIds:
         return ids, len(self.ids) - len(ids)
 
 
-def load(data: str) -> CorpusIds:
-    """The ids of `--data` (a known corpus name or a path), from the cache or encoded into it."""
+def load(data: str, cache_dir: Path | None = None) -> CorpusIds:
+    """The ids of `--data` (a known corpus name or a path), from the cache or encoded into it.
+
+    `cache_dir` is the cache directory when given (else `cache.directory()` finds it)."""
     path = corpus.resolve(data)
-    key = _file_sha256(path)[:16]
-    for cache in _cache_paths(path, key):
-        if cache.is_file():
-            loaded = _read(cache)
-            if loaded is not None:
-                return loaded
-    return _encode(path, _cache_paths(path, key))
+    entry = cache.entry_path(cache.directory(cache_dir), _file_sha256(path)[:16])
+    limit = cache.max_bytes()
+    loaded = _read(entry)
+    if loaded is None:
+        return _encode(path, entry, limit)
+    cache.mark_used(entry)
+    return loaded
 
 
 def encode(data: str, cache_dir: Path) -> CorpusIds:
     """Encode `--data` afresh into `cache_dir`, whatever is cached already: what `charrnn bench --data` times."""
     path = corpus.resolve(data)
-    return _encode(path, [cache_dir / f"{path.name}.{_file_sha256(path)[:16]}.ids"])
+    return _encode(path, cache.entry_path(cache_dir, _file_sha256(path)[:16]), cache.max_bytes())
 
 
 def _file_sha256(path: Path) -> str:
@@ -86,12 +87,6 @@ def _file_sha256(path: Path) -> str:
     except OSError as e:
         raise CharRNNError(f"cannot read {path} ({e.strerror}). Check the path and its permissions") from None
     return digest.hexdigest()
-
-
-def _cache_paths(path: Path, key: str) -> list[Path]:
-    name = f"{path.name}.{key}.ids"
-    fallback = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charrnn" / name
-    return [path.parent / name, fallback]
 
 
 def _pieces(path: Path) -> Iterator[tuple[bytes, torch.Tensor]]:
@@ -141,7 +136,7 @@ def _normalise(piece: bytes, offset: int, source: str) -> tuple[bytes, torch.Ten
     return piece, torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
 
 
-def _encode(path: Path, caches: list[Path]) -> CorpusIds:
+def _encode(path: Path, entry: Path, limit: int) -> CorpusIds:
     digest, seen, length = hashlib.sha256(), torch.zeros(MAX_CODE_POINT + 1, dtype=torch.bool), 0
     for piece, points in _pieces(path):
         digest.update(piece)
@@ -155,61 +150,79 @@ def _encode(path: Path, caches: list[Path]) -> CorpusIds:
     dtype = smallest_dtype(len(chars))
     table = torch.zeros(MAX_CODE_POINT + 1, dtype=dtype)
     table[code_points] = torch.arange(len(chars)).to(dtype)
-    meta = {"sha256": digest.hexdigest(), "chars": chars, "dtype": str(dtype).removeprefix("torch."), "length": length}
-    header = f"{MAGIC}\n{json.dumps(meta)}\n".encode()
-    header += b" " * (-len(header) % HEADER_ALIGN)
-    for cache in caches:
-        try:
-            _write(cache, header, table, path, length)
-        except OSError:
-            continue
-        for stale in cache.parent.glob(f"{path.name}.*.ids"):
-            if stale != cache:
-                stale.unlink(missing_ok=True)
-        loaded = _read(cache)
+    sha256 = digest.hexdigest()
+    meta = {
+        "sha256": sha256,
+        "chars": chars,
+        "dtype": str(dtype).removeprefix("torch."),
+        "length": length,
+        "source": str(path.resolve()),
+    }
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.replacing(entry) as tmp:
+            _write(tmp, cache.header(meta), table, path, length)
+    except OSError as e:
+        reason = e.strerror or str(e)
+    else:
+        loaded = _read(entry)
         if loaded is not None:
+            cache.mark_used(entry)
+            cache.prune(entry.parent, keep=entry, limit=limit)
             return loaded
-    raise CharRNNError(
-        f"cannot write the encoded cache of {path} beside it or under $XDG_CACHE_HOME/charrnn. "
-        "Free some disk space or make one of them writable"
+        reason = "another process removed it at once"
+    message = (
+        f"could not cache the encoded {path.name} in {entry.parent} ({reason}), so it was encoded in memory and "
+        f"will be encoded again next time. Set ${cache.DIR_VARIABLE} to a writable directory with free space, "
+        "or make room with `charrnn cache --clear`"
     )
+    warnings.warn(cache.CacheWarning(message), stacklevel=3)
+    ids = torch.empty(length, dtype=dtype)
+    _fill(ids, table, path)
+    return CorpusIds(chars=chars, ids=ids, sha256=sha256)
 
 
-def _write(cache: Path, header: bytes, table: torch.Tensor, path: Path, length: int) -> None:
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+def _write(tmp: Path, header: bytes, table: torch.Tensor, path: Path, length: int) -> None:
     item = table.element_size()
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.truncate(len(header) + length * item)
-        mapped = torch.from_file(str(tmp), shared=True, size=len(header) // item + length, dtype=table.dtype)
-        position = len(header) // item
-        for _, points in _pieces(path):
-            ids = torch.index_select(table, 0, points)
-            mapped[position : position + len(ids)] = ids
-            position += len(ids)
-        del mapped
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, cache)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + length * item)
+        _allocate(f.fileno(), len(header) + length * item)
+    mapped = torch.from_file(str(tmp), shared=True, size=len(header) // item + length, dtype=table.dtype)
+    _fill(mapped[len(header) // item :], table, path)
 
 
-def _read(cache: Path) -> CorpusIds | None:
-    """The cached ids, memory-mapped; None when the file is not a complete cache."""
+def _allocate(fd: int, size: int) -> None:
+    """Reserve the file's blocks now, so that a full disk is an OSError here rather than a SIGBUS when a
+    page of the mapping is first written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
     try:
-        with open(cache, "rb") as f:
-            if f.readline().decode(errors="replace").strip() != MAGIC:
-                return None
-            meta = json.loads(f.readline())
-            header = f.tell() + (-f.tell() % HEADER_ALIGN)
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+
+
+def _fill(ids: torch.Tensor, table: torch.Tensor, path: Path) -> None:
+    position = 0
+    for _, points in _pieces(path):
+        ids[position : position + len(points)] = torch.index_select(table, 0, points)
+        position += len(points)
+
+
+def _read(entry: Path) -> CorpusIds | None:
+    """The cached ids, memory-mapped; None when there is no complete entry."""
+    read = cache.read_header(entry)
+    if read is None:
+        return None
+    meta, offset = read
+    try:
         dtype = DTYPES[meta["dtype"]]
         item = torch.empty(0, dtype=dtype).element_size()
-        if cache.stat().st_size != header + meta["length"] * item:
+        if entry.stat().st_size != offset + meta["length"] * item:
             return None
-        mapped = torch.from_file(str(cache), shared=False, size=header // item + meta["length"], dtype=dtype)
-    except (OSError, ValueError, KeyError):
+        mapped = torch.from_file(str(entry), shared=False, size=offset // item + meta["length"], dtype=dtype)
+        return CorpusIds(chars=meta["chars"], ids=mapped[offset // item :], sha256=meta["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return CorpusIds(chars=meta["chars"], ids=mapped[header // item :], sha256=meta["sha256"])

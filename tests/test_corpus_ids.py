@@ -5,10 +5,20 @@ import textwrap
 import pytest
 import torch
 
-from charrnn import corpus, corpus_ids
+from charrnn import cache, corpus, corpus_ids
 from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
-from tests.conftest import make_text
+from tests.conftest import make_text, train_run
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """Every test caches under its own directory, never in the real ~/.cache."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(cache.DIR_VARIABLE, str(directory))
+    monkeypatch.delenv(cache.MAX_MB_VARIABLE, raising=False)
+    return directory
+
 
 MIXED = "Ça va?\r\nNaïve café — 東京 and 🙂 emoji.\r\n" * 50 + "\rlast line without newline"
 
@@ -30,37 +40,72 @@ def test_ids_match_encoding_the_whole_text(tmp_path, monkeypatch, piece_bytes):
     assert loaded.ids.dtype == ids.dtype and torch.equal(loaded.ids, ids)
 
 
-def test_second_load_maps_the_cache(tmp_path):
+def test_training_leaves_nothing_beside_the_text(tmp_path, cache_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "text.txt"
+    path.write_text(make_text(5000))
+    train_run(tmp_path / "run", path, max_steps=2, eval_every=2)
+    assert [p.name for p in data.iterdir()] == ["text.txt"]
+    [entry] = cache.entries(cache_dir)
+    assert entry.source == str(path.resolve())
+
+
+def test_second_load_maps_the_cache(tmp_path, cache_dir):
     path = tmp_path / "text.txt"
     path.write_text(make_text(5000))
     first = corpus_ids.load(str(path))
-    [cache] = tmp_path.glob("text.txt.*.ids")
-    stamp = cache.stat().st_mtime_ns
+    [entry] = cache_dir.glob("*.ids")
+    written = entry.stat()
     second = corpus_ids.load(str(path))
-    assert cache.stat().st_mtime_ns == stamp
+    assert (entry.stat().st_ino, entry.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
     assert torch.equal(first.ids, second.ids) and first.sha256 == second.sha256
 
 
-def test_a_changed_file_replaces_its_cache(tmp_path):
+def test_the_same_text_in_two_places_shares_one_entry(tmp_path, cache_dir):
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("the same words")
+        corpus_ids.load(str(tmp_path / name))
+    assert len(list(cache_dir.glob("*.ids"))) == 1
+
+
+def test_a_changed_file_gets_a_new_entry(tmp_path, cache_dir):
     path = tmp_path / "text.txt"
     path.write_text("abc")
     corpus_ids.load(str(path))
     path.write_text("abcd")
     assert corpus_ids.load(str(path)).chars == ["a", "b", "c", "d"]
-    assert len(list(tmp_path.glob("text.txt.*.ids"))) == 1
+    assert len(list(cache_dir.glob("*.ids"))) == 2
 
 
-def test_unwritable_directory_falls_back_to_the_cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    data = tmp_path / "data"
-    data.mkdir()
-    path = data / "text.txt"
+def test_an_explicit_cache_dir_wins(tmp_path, cache_dir):
+    path = tmp_path / "text.txt"
     path.write_text("hello")
-    blocked = corpus_ids._cache_paths(path, corpus_ids._file_sha256(path)[:16])[0]
-    blocked.mkdir()  # a directory where the cache file would go: writing beside the text fails
-    loaded = corpus_ids.load(str(path))
-    assert loaded.chars == sorted(set("hello"))
-    assert list((tmp_path / "cache" / "charrnn").glob("text.txt.*.ids"))
+    corpus_ids.load(str(path), cache_dir=tmp_path / "explicit")
+    assert len(list((tmp_path / "explicit").glob("*.ids"))) == 1
+    assert not cache_dir.exists()
+
+
+def test_an_unwritable_cache_encodes_in_memory_with_a_warning(tmp_path, monkeypatch):
+    # A directory under a regular file cannot be made, even by root (for whom chmod 0o500 stops nothing).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(cache.DIR_VARIABLE, str(blocker / "cache"))
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(MIXED.encode("utf-8"))
+    with pytest.warns(cache.CacheWarning, match=r"could not cache the encoded mixed\.txt in .*a-file/cache .*memory"):
+        loaded = corpus_ids.load(str(path))
+    chars, ids, sha256 = encoded_by_hand(path)
+    assert loaded.chars == chars and loaded.sha256 == sha256 and torch.equal(loaded.ids, ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "mixed.txt"]
+
+
+def test_an_entry_that_cannot_be_replaced_also_falls_back(tmp_path, cache_dir):
+    path = tmp_path / "text.txt"
+    path.write_text("hello")
+    (cache.entry_path(cache_dir, corpus_ids._file_sha256(path)[:16])).mkdir(parents=True)
+    with pytest.warns(cache.CacheWarning):
+        assert corpus_ids.load(str(path)).chars == sorted(set("hello"))
 
 
 def test_a_vocabulary_of_65536_characters(tmp_path):
@@ -100,23 +145,23 @@ def test_bad_files(tmp_path, content, message):
 
 
 @pytest.mark.slow
-def test_a_200_mb_corpus_trains_in_under_1_5_gb(tmp_path):
+def test_a_200_mb_corpus_trains_in_under_1_5_gb(tmp_path, cache_dir):
     script = textwrap.dedent(
         f"""
         import resource
         from pathlib import Path
-        from charrnn.train import Trainer
-        from tests.conftest import make_text
+        from charrnn.train import open_training
+        from tests.conftest import make_text, train_run
 
         path = Path({str(tmp_path)!r}) / "big.txt"
         block = (make_text(1_000_000) + "café “quoted” — naïve\\n").encode("utf-8")
         with open(path, "wb") as f:
             for _ in range(200_000_000 // len(block) + 1):
                 f.write(block)
-        trainer = Trainer(
+        trainer = open_training(
             Path({str(tmp_path)!r}) / "run",
-            {{"data": str(path), "max_steps": 3, "eval_every": 1000, "seq_len": 32, "batch_size": 8}},
-            {{"hidden_size": 16, "embed_size": 4, "num_layers": 1}},
+            {{"data": str(path), "max_steps": 3, "eval_every": 1000, "seq_len": 32, "batch_size": 8,
+              "hidden_size": 16, "embed_size": 4, "num_layers": 1}},
         )
         for _ in trainer.run():
             pass
@@ -127,4 +172,5 @@ def test_a_200_mb_corpus_trains_in_under_1_5_gb(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     chars, peak_mb = map(int, done.stdout.split())
     assert chars > 190_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt", "cache", "run"]
     assert peak_mb < 1536, f"peak resident memory {peak_mb} MB"
