@@ -1,6 +1,6 @@
 """The character model: embedding -> dropout -> fused nn.RNN/nn.LSTM/nn.GRU -> dropout -> linear.
 
-In training the fused module may run on masked copies of its recurrent weights (weight drop).
+In training the fused module's kernel may run on masked copies of its recurrent weights (weight drop).
 
 Below it, one-step cells written from the equations. They are the readable statement of what
 each fused module computes; tests hold the two to the same numbers. Training never uses them.
@@ -12,13 +12,15 @@ import itertools
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from charrnn.config import ModelConfig
 
 State = Tensor | tuple[Tensor, Tensor]
 
 _FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# The kernel each fused module calls, by its mode; after (input, state, weights) they take
+# (has_biases, num_layers, dropout, train, bidirectional, batch_first).
+_KERNELS = {"RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu, "LSTM": torch.lstm, "GRU": torch.gru}
 
 
 class CharRNN(nn.Module):
@@ -73,12 +75,23 @@ class CharRNN(nn.Module):
 
     def _rnn_with_dropped_recurrent_weights(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         """DropConnect on every W_hh (Merity et al., 2017, "weight drop"): one mask per batch, the same at
-        every step, so the recurrence itself is regularised while the fused kernel still runs it."""
-        dropped = {
-            name: dropout(getattr(self.rnn, name), self.config.weight_drop, True)
-            for name in (f"weight_hh_l{layer}{direction}" for layer, direction in self._layers)
-        }
-        return functional_call(self.rnn, dropped, (x, state))
+        every step, so the recurrence itself is regularised while the fused kernel still runs it.
+
+        The module keeps its raw weights, the parameters the optimiser updates, and the kernel it calls gets
+        the dropped ones directly, laid out as the module's own (see `laid_out_like`). Swapping them into the
+        module instead (torch.func.functional_call) makes it flatten its weights anew on a GPU twice a step,
+        moving the parameters' storage each time."""
+        rnn, p = self.rnn, self.config.weight_drop
+        # Each layer and direction holds (W_ih, W_hh, b_ih, b_hh), in the order the kernel takes them.
+        raw = [weight for layer in rnn.all_weights for weight in layer]
+        dropped = [dropout(w, p, True) if j == 1 else w for layer in rnn.all_weights for j, w in enumerate(layer)]
+        if state is None:
+            zeros = x.new_zeros(rnn.num_layers * (1 + rnn.bidirectional), x.size(0), rnn.hidden_size)
+            state = (zeros, zeros) if rnn.mode == "LSTM" else zeros
+        weights = laid_out_like(dropped, like=raw)
+        flags = (rnn.bias, rnn.num_layers, rnn.dropout, True, rnn.bidirectional, rnn.batch_first)
+        output, *final = _KERNELS[rnn.mode](x, state, weights, *flags)
+        return output, tuple(final) if rnn.mode == "LSTM" else final[0]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -92,6 +105,32 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     if not training or p == 0:
         return x
     return x * torch.rand(x.shape, device=x.device).ge_(p).div_(1 - p).to(x.dtype)
+
+
+def laid_out_like(tensors: list[Tensor], like: list[Tensor]) -> list[Tensor]:
+    """`tensors` (shaped as `like`) in the memory layout of `like`: when `like` shares one storage, copied,
+    differentiably, into one new buffer, each where its counterpart sits in that storage; else as they are.
+
+    The fused module's weights share one storage on a GPU, where flatten_parameters() lays them out as
+    cuDNN wants them, and cuDNN runs a weight list laid out so in place. Handed separate tensors, it copies
+    them into such a buffer at every call, with the UserWarning "RNN module weights are not part of single
+    contiguous chunk of memory". On a CPU the weights are separate tensors, which its kernels take.
+    """
+    storage = like[0].untyped_storage()
+    if any(t.untyped_storage().data_ptr() != storage.data_ptr() for t in like):
+        return tensors
+    offsets, size = [t.storage_offset() for t in like], storage.nbytes() // like[0].element_size()
+    pieces, position, end = [], {}, 0
+    for index in sorted(range(len(tensors)), key=offsets.__getitem__):
+        if offsets[index] > end:
+            pieces.append(tensors[index].new_zeros(offsets[index] - end))
+        position[index] = len(pieces)
+        pieces.append(tensors[index].reshape(-1))
+        end = offsets[index] + tensors[index].numel()
+    if size > end:
+        pieces.append(tensors[0].new_zeros(size - end))
+    chunks = torch.cat(pieces).split([piece.numel() for piece in pieces])
+    return [chunks[position[i]].view(t.shape) for i, t in enumerate(tensors)]
 
 
 def has_finite_weights(model: nn.Module) -> bool:

@@ -1,8 +1,11 @@
 import dataclasses
+import warnings
 
 import pytest
 import torch
+from torch.func import functional_call
 
+from charrnn import model as model_module
 from charrnn.config import ModelConfig
 from charrnn.model import (
     CharRNN,
@@ -119,11 +122,13 @@ def test_dropout_only_while_training():
 def test_embed_dropout_zeroes_and_rescales_the_inputs_only_while_training():
     torch.manual_seed(0)
     model = CharRNN(
-        ModelConfig(vocab_size=7, num_layers=1, hidden_size=8, embed_size=4, dropout=0.0, embed_dropout=0.5)
+        ModelConfig(
+            vocab_size=7, num_layers=1, hidden_size=8, embed_size=4, dropout=0.0, embed_dropout=0.5, weight_drop=0.0
+        )
     )
     ids = torch.randint(0, 7, (3, 10))
     model.train()
-    seen = []
+    seen = []  # a hook on the module sees its input only when no weight drop hands the kernel other weights
     model.rnn.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
     model(ids)
     dropped, kept = seen[0] == 0, model.embedding(ids) * 2
@@ -155,6 +160,97 @@ def test_weight_drop_masks_the_recurrent_weights_while_training_only(bidirection
     assert torch.equal(dropped.rnn(inputs)[0], plain.rnn(inputs)[0])
     dropped.eval(), plain.eval()
     assert torch.equal(dropped(ids)[0], plain(ids)[0])
+
+
+def train_step(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
+    """A training forward and backward with every warning an error; the logits."""
+    projection = torch.randn(*ids.shape, model.config.vocab_size, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logits, _ = model(ids)
+        (logits * projection).sum().backward()
+    return logits
+
+
+WEIGHT_DROP_CELLS = [{"cell": "lstm"}, {"cell": "gru"}, {"cell": "rnn"}, {"cell": "lstm", "bidirectional": True}]
+
+
+@pytest.mark.parametrize("options", WEIGHT_DROP_CELLS, ids=lambda o: "-".join(map(str, o.values())))
+def test_weight_drop_trains_the_raw_weights_through_the_mask(options):
+    """The gradient of each raw W_hh is the gradient of the fused module run on explicitly masked weights
+    (torch.func.functional_call), scaled by 1 / (1 - p) where the mask kept a weight and zero where it did not."""
+    p = 0.4
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=7, num_layers=2, hidden_size=16, embed_size=5, dropout=0.0, embed_dropout=0.0, weight_drop=p
+    )
+    model = CharRNN(dataclasses.replace(config, **options))
+    plain = CharRNN(dataclasses.replace(config, weight_drop=0.0, **options))
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 7, (3, 12))
+    logits = train_step(model.train(), ids)
+
+    recurrent = {name: w for name, w in model.rnn.named_parameters() if name.startswith("weight_hh")}
+    masks = {name: w.grad != 0 for name, w in recurrent.items()}
+    for mask in masks.values():
+        assert 1 - mask.float().mean().item() == pytest.approx(p, abs=0.1)
+    masked = {name: (recurrent[name].detach() * masks[name] / (1 - p)).requires_grad_() for name in recurrent}
+    reference = functional_call(plain.train(), {f"rnn.{name}": w for name, w in masked.items()}, (ids,))[0]
+    projection = torch.randn(*ids.shape, 7, generator=torch.Generator().manual_seed(1))
+    (reference * projection).sum().backward()
+
+    torch.testing.assert_close(logits, reference)
+    for name, weight in recurrent.items():
+        torch.testing.assert_close(weight.grad, masked[name].grad * masks[name] / (1 - p))
+    for (name, weight), (_, reference_weight) in zip(model.named_parameters(), plain.named_parameters()):
+        if "weight_hh" not in name:
+            torch.testing.assert_close(weight.grad, reference_weight.grad, msg=name)
+
+
+def flatten_as_cudnn_would(rnn: torch.nn.RNNBase, gap: int = 3) -> list[int]:
+    """Make the module's weights views of one storage, with gaps between them, as flatten_parameters() does on
+    a GPU; return their offsets."""
+    weights = [w for layer in rnn.all_weights for w in layer]
+    offsets = [gap * (i + 1) + sum(w.numel() for w in weights[:i]) for i in range(len(weights))]
+    buffer = torch.zeros(offsets[-1] + weights[-1].numel() + gap)
+    with torch.no_grad():
+        for weight, offset in zip(weights, offsets):
+            buffer[offset : offset + weight.numel()] = weight.flatten()
+            weight.set_(buffer.untyped_storage(), offset, weight.shape, weight.stride())
+    return offsets
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weight_drop_hands_the_kernel_one_buffer_laid_out_as_the_modules_own(cell, monkeypatch):
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=7, num_layers=2, hidden_size=16, embed_size=5, dropout=0.0, embed_dropout=0.0)
+    model, flat = CharRNN(dataclasses.replace(config, cell=cell)), CharRNN(dataclasses.replace(config, cell=cell))
+    flat.load_state_dict(model.state_dict())
+    offsets = flatten_as_cudnn_would(flat.rnn)
+    own = flat.rnn.weight_ih_l0.untyped_storage()
+    handed = []
+    kernel = model_module._KERNELS[flat.rnn.mode]
+
+    def spy(x, state, weights, *flags):
+        handed.append(weights)
+        return kernel(x, state, weights, *flags)
+
+    monkeypatch.setitem(model_module._KERNELS, flat.rnn.mode, spy)
+    ids = torch.randint(0, 7, (3, 12))
+    torch.manual_seed(5)
+    expected = train_step(model.train(), ids)
+    torch.manual_seed(5)
+    logits = train_step(flat.train(), ids)
+
+    [separate, weights] = handed
+    assert len({w.untyped_storage().data_ptr() for w in separate}) == len(separate)
+    storage = weights[0].untyped_storage()
+    assert all(w.untyped_storage().data_ptr() == storage.data_ptr() for w in weights)
+    assert [w.storage_offset() for w in weights] == offsets and storage.nbytes() == own.nbytes()
+    assert storage.data_ptr() != own.data_ptr()
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    for (name, weight), (_, reference) in zip(flat.named_parameters(), model.named_parameters()):
+        torch.testing.assert_close(weight.grad, reference.grad, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
