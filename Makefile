@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 CHARRNN := $(BIN)/charrnn
 STAMP := $(VENV)/.installed
 
-.PHONY: install corpus train sample eval bench compare test test-fast lint clean
+.PHONY: install corpus train sample eval bench compare test test-fast lint docs clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow'
+
+# docs/cli.md is generated from the Typer app; tests/test_cli_docs.py fails when it is stale.
+docs: $(STAMP)
+	$(BIN)/python -m typer charrnn.cli utils docs --name charrnn --title "charrnn command reference" --output docs/cli.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check charrnn tests

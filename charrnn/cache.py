@@ -20,7 +20,7 @@ from pathlib import Path
 
 from charrnn import atomic
 from charrnn.corpus import xdg_base_dir
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, Notice
 
 DIR_VARIABLE = "CHARRNN_CACHE_DIR"
 MAX_MB_VARIABLE = "CHARRNN_CACHE_MAX_MB"
@@ -33,7 +33,7 @@ ENTRY_NAME = re.compile(r"[0-9a-f]{16}\.ids")
 STALE_TEMP_S = 24 * 3600
 
 
-class CacheWarning(UserWarning):
+class CacheWarning(Notice):
     """The cache could not be written, so the work was done in memory and will be done again next time."""
 
 

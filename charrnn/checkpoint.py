@@ -10,19 +10,18 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import torch
 
+from charrnn import atomic
 from charrnn.config import ADDED_MODEL_OPTIONS
 from charrnn.errors import CharRNNError
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
 BEST, LAST = "best.pt", "last.pt"
-_TEMP_MARK = ".tmp-"
 
 
 def _feed(digest, obj) -> None:
@@ -60,36 +59,21 @@ def save(path: Path, content: dict) -> None:
         "sha256": content_sha256(content),
         "content": content,
     }
-    tmp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+    # Serialise in memory first: torch reports a failed write as a bare RuntimeError, Python as OSError.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     try:
-        # Serialise in memory first: torch reports a failed write as a bare RuntimeError, Python as OSError.
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        atomic.write_bytes(path, buffer.getbuffer())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise CharRNNError(
             f"could not write {path} ({e.strerror or e}). Free some disk space or choose a writable --out; "
             "the previous checkpoint there is intact"
         ) from None
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def remove_stale_temps(directory: Path) -> None:
     """Temporary files left by a process killed mid-save. Call only while holding the run's lock."""
-    for tmp in Path(directory).glob(f".*.pt{_TEMP_MARK}*"):
+    for tmp in Path(directory).glob(f".*.pt{atomic.TEMP_MARK}*"):
         tmp.unlink(missing_ok=True)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.api import load
-from charrnn.config import COMPARE_TRAINING
+from charrnn.config import COMPARE_TRAINING, format_duration
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
 from charrnn.rundir import RunDir, read_metrics
@@ -149,10 +149,7 @@ def _number(value, spec: str, missing: str = "—") -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.0f}s"
+    return "—" if seconds is None else format_duration(seconds)
 
 
 COLUMNS = (

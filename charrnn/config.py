@@ -238,3 +238,9 @@ def parse_duration(text: str) -> float:
         raise CharRNNError(f"cannot read the duration {text!r}. Write it like 90s, 10m, 1h or 1h30m")
     scale = {"h": 3600.0, "m": 60.0, "s": 1.0}
     return sum(float(n) * scale[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """`12.3s` under a minute, else `7m32s`: how a run's time is shown, in tables and messages alike."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"

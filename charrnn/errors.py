@@ -3,3 +3,7 @@
 
 class CharRNNError(Exception):
     """A problem the user can fix. The message reads `what happened. how to fix it`."""
+
+
+class Notice(UserWarning):
+    """Something the user should know that does not stop the work; the core warns, the CLI prints `note: ...`."""

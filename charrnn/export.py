@@ -15,13 +15,12 @@ import copy
 import dataclasses
 import io
 import json
-import os
 import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from charrnn import __version__
+from charrnn import __version__, atomic
 from charrnn.errors import CharRNNError
 
 if TYPE_CHECKING:
@@ -131,20 +130,6 @@ def check_destination(out: Path) -> None:
         )
 
 
-def write_atomically(out: Path, data: bytes) -> None:
-    """A crash at any moment leaves the old file at `out` or the new one, never a part."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CharRNNError(f"could not write {out} ({e.strerror or e}). Choose a writable --out") from None
-
-
 SERIALISERS = {ExportFormat.onnx: onnx_bytes}
 
 
@@ -157,6 +142,9 @@ def export(loaded: Loaded, out: Path, kind: ExportFormat = ExportFormat.onnx) ->
     out = Path(out)
     check_destination(out)
     data = SERIALISERS[kind](loaded)
-    write_atomically(out, data)
+    try:
+        atomic.write_bytes(out, data)
+    except OSError as e:
+        raise CharRNNError(f"could not write {out} ({e.strerror or e}). Choose a writable --out") from None
     config = loaded.model.config
     return Exported(out, len(data), config.cell, config.num_layers, config.hidden_size, config.vocab_size)

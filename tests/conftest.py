@@ -30,6 +30,15 @@ def make_text(n_chars: int, seed: int = 0) -> str:
     return "".join(parts)[:n_chars]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_in_tmp(tmp_path_factory):
+    """Encoded corpora go to the session's own directory, never the real ~/.cache; subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHARRNN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        patch.delenv("CHARRNN_CACHE_MAX_MB", raising=False)
+        yield
+
+
 @pytest.fixture
 def text_file(tmp_path):
     path = tmp_path / "text.txt"

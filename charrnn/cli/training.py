@@ -13,7 +13,6 @@ from charrnn import corpus
 from charrnn.cli.common import (
     err,
     fail,
-    format_seconds,
     handles_errors,
     out,
     progress_bar,
@@ -21,7 +20,7 @@ from charrnn.cli.common import (
     use_threads,
 )
 from charrnn.cli.options import given, opt
-from charrnn.config import HARDWARE, PRESETS, ModelConfig, TrainConfig, parse_duration
+from charrnn.config import HARDWARE, PRESETS, ModelConfig, TrainConfig, format_duration, parse_duration
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -186,7 +185,7 @@ def train(
         raise typer.Exit(SIGNAL_EXIT[received[0]] if received else 0)
     best = "none yet" if outcome.best_val_bpc is None else f"{outcome.best_val_bpc:.3f} bpc"
     err.print(
-        f"step {outcome.step}, {format_seconds(outcome.elapsed_s)}; best validation {best}; "
+        f"step {outcome.step}, {format_duration(outcome.elapsed_s)}; best validation {best}; "
         f"checkpoints in {outcome.out_dir}/ (best.pt, last.pt)",
         markup=False,
     )
