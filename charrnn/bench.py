@@ -15,6 +15,7 @@ import functools
 import itertools
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -307,9 +308,17 @@ def _sampler(model: CharRNN, num_samples: int) -> Callable[[], None]:
     return sample
 
 
-def sampling_rates(
-    model: CharRNN, shape: BenchShape, min_time_s: float
-) -> tuple[float, float, float, float, float, float]:
+@dataclass(frozen=True)
+class SamplingRates:
+    single_chars_per_s: float
+    cell_loop_chars_per_s: float
+    matvec_gb_per_s: float
+    batch_chars_per_s: float
+    batch_cell_loop_chars_per_s: float
+    batch_product_gflops: float
+
+
+def sampling_rates(model: CharRNN, shape: BenchShape, min_time_s: float) -> SamplingRates:
     """Sampling and the bare cell loop at batch 1 and at `shape.num_samples` (characters/s), the
     matrix-vector bandwidth (GB/s) and the batch's matrix-product rate (GFLOP/s), each bound from the
     faster storage order, all timed in one alternation: a neighbour's load, or a spell in which two
@@ -324,13 +333,13 @@ def sampling_rates(
     bandwidth = SAMPLE_LENGTH * shape.streamed_bytes_per_step() / streaming_s / 1e9
     batch_chars = SAMPLE_LENGTH * batch
     batch_gflops = batch_chars * shape.step_flops_per_char() / arithmetic_s / 1e9
-    return (
-        SAMPLE_LENGTH / sample_s,
-        SAMPLE_LENGTH / loop_s,
-        bandwidth,
-        batch_chars / batch_sample_s,
-        batch_chars / batch_loop_s,
-        batch_gflops,
+    return SamplingRates(
+        single_chars_per_s=SAMPLE_LENGTH / sample_s,
+        cell_loop_chars_per_s=SAMPLE_LENGTH / loop_s,
+        matvec_gb_per_s=bandwidth,
+        batch_chars_per_s=batch_chars / batch_sample_s,
+        batch_cell_loop_chars_per_s=batch_chars / batch_loop_s,
+        batch_product_gflops=batch_gflops,
     )
 
 
@@ -364,8 +373,9 @@ def _cell_loop(model: CharRNN, num_samples: int) -> Callable[[], None]:
 
 
 def peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's peak resident memory in MB (2^20 bytes): ru_maxrss is in KiB on Linux, in bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def run(
@@ -391,7 +401,7 @@ def run(
     announce("evaluation")
     evaluation = eval_chars_per_s(model, eval_chars, min_time_s)
     announce(f"sampling at batch 1 and {shape.num_samples}, and their matrix products")
-    sample, cell_loop, bandwidth, batch_sample, batch_cell_loop, batch_gflops = sampling_rates(model, shape, min_time_s)
+    sampling = sampling_rates(model, shape, min_time_s)
     return BenchReport(
         shape=shape,
         threads=torch.get_num_threads(),
@@ -399,12 +409,12 @@ def run(
         cell_chars_per_s=cell,
         train_chars_per_s=train,
         eval_chars_per_s=evaluation,
-        matvec_gb_per_s=bandwidth,
-        sample_chars_per_s=sample,
-        cell_loop_chars_per_s=cell_loop,
-        batch_sample_chars_per_s=batch_sample,
-        batch_cell_loop_chars_per_s=batch_cell_loop,
-        batch_product_gflops=batch_gflops,
+        matvec_gb_per_s=sampling.matvec_gb_per_s,
+        sample_chars_per_s=sampling.single_chars_per_s,
+        cell_loop_chars_per_s=sampling.cell_loop_chars_per_s,
+        batch_sample_chars_per_s=sampling.batch_chars_per_s,
+        batch_cell_loop_chars_per_s=sampling.batch_cell_loop_chars_per_s,
+        batch_product_gflops=sampling.batch_product_gflops,
         peak_rss_mb=peak_rss_mb(),
         corpus=corpus_bench,
     )
