@@ -6,7 +6,10 @@ import pytest
 
 from charrnn.api import load
 
-serve = pytest.importorskip("charrnn.serve", reason="the playground needs the [serve] extra (FastAPI, uvicorn)")
+pytest.importorskip("fastapi", reason="the playground needs the [serve] extra (FastAPI, uvicorn)")
+pytest.importorskip("uvicorn", reason="the playground needs the [serve] extra (FastAPI, uvicorn)")
+from charrnn import serve  # noqa: E402
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playground test drives Chromium with Playwright")
 expect = sync_api.expect
 

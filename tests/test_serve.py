@@ -22,7 +22,9 @@ from charrnn.cli.generation import SAMPLE_SEPARATOR
 from charrnn.config import SampleConfig
 from charrnn.sample import generate
 
-serve = pytest.importorskip("charrnn.serve", reason="charrnn serve needs the [serve] extra (FastAPI, uvicorn)")
+pytest.importorskip("fastapi", reason="charrnn serve needs the [serve] extra (FastAPI, uvicorn)")
+pytest.importorskip("uvicorn", reason="charrnn serve needs the [serve] extra (FastAPI, uvicorn)")
+from charrnn import serve  # noqa: E402
 
 runner = CliRunner()
 JSON = {"content-type": "application/json"}
