@@ -22,6 +22,16 @@ TIME_WINDOW = 1024
 MAX_WINDOW_LOGITS = 1 << 23
 
 
+# Guessing every character uniformly scores ln(vocabulary size) nats per character, what a model starts near;
+# one this many times worse has not learned badly but diverged (an --lr of 1e9 scores some 1e37 bpc).
+DIVERGED_FACTOR = 10
+
+
+def diverged(loss: float, vocab_size: int) -> bool:
+    """Whether a loss is one no model that learned anything has: not finite, or far above uniform guessing."""
+    return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(max(vocab_size, 2))
+
+
 @dataclass(frozen=True)
 class EvalResult:
     nats: float
@@ -43,7 +53,11 @@ class EvalResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        """e to the loss; infinite for a loss beyond what a float can raise e to (a diverged model's)."""
+        try:
+            return math.exp(self.loss)
+        except OverflowError:
+            return math.inf
 
     def as_dict(self) -> dict:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}

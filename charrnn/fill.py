@@ -17,7 +17,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Split, Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, evaluate
-from charrnn.sample import draw, require_finite_weights
+from charrnn.sample import draw, require_finite_weights, tempered
 
 IGNORE = -100  # F.cross_entropy's default ignore_index: targets that do not count
 # Evaluation hides the same positions every time: one fixed seed per split (--data texts use the test seed).
@@ -185,8 +185,13 @@ def fill(
         raise CharRNNError(f"the mask must be one character, got {mask_char!r}. Pass e.g. --mask-char _")
     if temperature < 0:
         raise CharRNNError(f"--temperature must be 0 or more, got {temperature}. Use 0 for the likeliest characters")
+    if not text:
+        raise CharRNNError(
+            f"the text to fill is empty. Pass a text with each missing character written as {mask_char!r}"
+        )
     require_finite_weights(model)
-    codepoints = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
+    # A lone surrogate (a byte that was not UTF-8) keeps its code point: a character the model never saw.
+    codepoints = torch.frombuffer(bytearray(text.encode("utf-32-le", "surrogatepass")), dtype=torch.int32)
     hidden = codepoints == ord(mask_char)
     if not bool(hidden.any()):
         raise CharRNNError(
@@ -207,7 +212,7 @@ def fill(
         if temperature == 0:
             picks = logits.argmax(-1)
         else:
-            picks = draw(F.softmax(logits / temperature, -1), generator)
+            picks = draw(F.softmax(tempered(logits, temperature), -1), generator)
         picked = F.softmax(logits.double(), -1).gather(1, picks[:, None])[:, 0]
         gaps = gap_of[positions]
         best = torch.full((int(gap_of[-1]) + 1,), -1.0, dtype=torch.double).scatter_reduce(0, gaps, picked, "amax")

@@ -22,8 +22,10 @@ from torch import Tensor
 from charrnn import checkpoint, corpus_ids
 from charrnn.config import ModelConfig, to_dict
 from charrnn.data import Vocabulary, splits
+from charrnn.device import GATES, available_bytes, parameter_count
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN, gru_step, layer_weights, lstm_step, rnn_step
+from charrnn.model import CharRNN, gru_step, has_finite_weights, layer_weights, lstm_step, rnn_step
+from charrnn.sample import require_finite_weights
 
 POWER_ITERATIONS = 50
 SPEC_CELLS = {
@@ -72,11 +74,23 @@ def parse_spec(spec: str) -> FreshModel:
 def build_fresh(fresh: FreshModel, vocab_size: int, shape: dict, seed: int) -> CharRNN:
     if not (fresh.init_scale > 0 and math.isfinite(fresh.init_scale)):
         raise CharRNNError(f"the init scale must be positive, got {fresh.init_scale:g}. Pass e.g. --init-scale 1.0")
+    config = ModelConfig(vocab_size=vocab_size, **shape, **fresh.options)
+    needed, available = 4 * parameter_count(config), available_bytes(torch.device("cpu"))
+    if available is not None and needed > available:
+        raise CharRNNError(
+            f"a {config.num_layers} x {config.hidden_size} {config.cell} with embedding {config.embed_size} needs at "
+            f"least {needed / 2**30:,.1f} GiB for its weights, and {available / 2**30:,.1f} GiB is free. "
+            "Pass a smaller --hidden-size, --layers or --embed-size"
+        )
     torch.manual_seed(seed)
-    model = CharRNN(ModelConfig(vocab_size=vocab_size, **shape, **fresh.options))
+    model = CharRNN(config)
     with torch.no_grad():
         for layer in range(model.config.num_layers):
             layer_weights(model.rnn, layer)[1].mul_(fresh.init_scale)
+    if not has_finite_weights(model):
+        raise CharRNNError(
+            f"the init scale {fresh.init_scale:g} of {fresh.label} overflows W_hh to infinity. Pass a smaller scale"
+        )
     return model.eval()
 
 
@@ -89,6 +103,11 @@ def windows(ids: Tensor, start: int, end: int, steps: int, count: int) -> tuple[
             "Pass fewer --steps or a longer text"
         )
     room = end - start - length
+    if count > room + 1:
+        raise CharRNNError(
+            f"the validation split holds {room + 1:,} different windows of {length} characters, fewer than "
+            f"--windows {count}. Pass at most --windows {room + 1}, or fewer --steps"
+        )
     starts = [start + (room * i) // max(1, count - 1) for i in range(count)]
     chunks = torch.stack([ids[s : s + length].long() for s in starts])
     return chunks[:, :-1], chunks[:, -1]
@@ -168,6 +187,18 @@ def jacobian_sigma_max(unrolled: Unrolled, inputs: Tensor, states: list[Tensor],
     return float(push(v).norm(dim=-1).double().mean())
 
 
+def check_memory(unrolled: Unrolled, steps: int, count: int) -> None:
+    """Every step's state of every window stays in autograd's graph, with its gates: refused before the
+    measurement when that is more than the machine has free."""
+    needed = 4 * count * (steps + 1) * unrolled.size * (GATES[unrolled.config.cell] + 2)
+    available = available_bytes(torch.device("cpu"))
+    if available is not None and needed > available:
+        raise CharRNNError(
+            f"--steps {steps} over --windows {count} need at least {needed / 2**30:,.1f} GiB, and "
+            f"{available / 2**30:,.1f} GiB is free. Pass fewer --steps or --windows"
+        )
+
+
 def profile(
     model: CharRNN,
     ids: Tensor,
@@ -184,6 +215,7 @@ def profile(
     model.eval().requires_grad_(False)
     unrolled = Unrolled(model)
     inputs, targets = windows(ids, *span, steps, count)
+    check_memory(unrolled, steps, count)
     norms, states = gradient_norms(unrolled, inputs, targets)
     w_hh = [float(torch.linalg.matrix_norm(weights[1].double(), ord=2)) for weights in unrolled.weights]
     return GradientProfile(
@@ -224,6 +256,7 @@ def measure_checkpoint(path: Path, data: str | None, steps: int, count: int, see
 
     loaded = load(path)
     loaded.require("lm")
+    require_finite_weights(loaded.model)
     source = data or loaded.content["train_config"]["data"]
     if data is None:
         encoded = checkpoint.training_text(loaded.content, "Restore it, or pass --data to measure on another text")

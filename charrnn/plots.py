@@ -22,18 +22,39 @@ def require_matplotlib(what: str = "--plot"):
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def image_path(path: Path, flag: str) -> Path:
+    """The file a plot will be written to: its suffix names the format, and a name without one gets .png, as
+    matplotlib would add it. Checked before any work, so that a long measurement is not lost to a typo."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    if path.is_dir():
+        raise CharRNNError(f"{flag} {path} is a directory. Pass the image file to write, e.g. {path / 'plot.png'}")
+    if path.exists() and not path.is_file():
+        raise CharRNNError(f"{flag} {path} is not a regular file (a FIFO or a device). Pass the image file to write")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    if path.suffix[1:].lower() not in formats:
+        raise CharRNNError(
+            f"{flag} {path}: matplotlib cannot write {path.suffix!r} images. "
+            f"End the name with one of: {', '.join('.' + f for f in sorted(formats))}"
+        )
+    return path
+
+
+def _save(fig, path: Path, flag: str) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=90)
     except OSError as e:
-        raise CharRNNError(f"cannot write the plot {path} ({e.strerror or e}). Pass a writable --plot path") from None
+        raise CharRNNError(f"cannot write the plot {path} ({e.strerror or e}). Pass a writable {flag} path") from None
     finally:
         require_matplotlib().close(fig)
 
 
-def gradient_norms(curves: dict[str, list[float | None]], path: Path, title: str) -> None:
+def gradient_norms(curves: dict[str, list[float | None]], path: Path, title: str, flag: str = "--plot") -> None:
     """One line per model: |dL/dh_{t-k}| against k, on a log scale."""
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -47,10 +68,12 @@ def gradient_norms(curves: dict[str, list[float | None]], path: Path, title: str
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, flag)
 
 
-def validation_curves(curves: dict[str, list[tuple[float, float]]], path: Path, title: str) -> None:
+def validation_curves(
+    curves: dict[str, list[tuple[float, float]]], path: Path, title: str, flag: str = "--plot"
+) -> None:
     """One line per configuration: validation bits per character against training time."""
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -63,10 +86,10 @@ def validation_curves(curves: dict[str, list[tuple[float, float]]], path: Path, 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, flag)
 
 
-def training_run(metrics: list[dict], path: Path, title: str) -> None:
+def training_run(metrics: list[dict], path: Path, title: str, flag: str = "--out") -> None:
     """Four panels of one run's metrics.jsonl: bpc against steps and against time, learning rate, gradient norm."""
     plt = require_matplotlib("charrnn plot")
     steps = [m["step"] for m in metrics]
@@ -91,4 +114,4 @@ def training_run(metrics: list[dict], path: Path, title: str) -> None:
         ax.set_xlabel("step")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, flag)

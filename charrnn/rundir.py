@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 
 from charrnn import checkpoint, configfile
@@ -121,32 +122,52 @@ class RunDir:
             (self.path / name).unlink(missing_ok=True)
 
     def truncate_metrics(self, last_step: int) -> None:
-        """Drop metric lines past the checkpoint a resume starts from; those steps run again."""
+        """Drop metric lines past the checkpoint a resume starts from; those steps run again. Lines that are
+        not a step's record (cut short by a kill mid-write, or garbled) go too."""
         path = self.path / METRICS
-        if not path.exists():
+        if not path.is_file():
             return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= last_step:
-                    kept.append(line + "\n")
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a kill mid-write
-        path.write_text("".join(kept))
+        kept = [line for line, record in _records(path) if record["step"] <= last_step]
+        path.write_bytes(b"".join(line + b"\n" for line in kept))
 
     def write_summary(self, summary: dict) -> None:
         (self.path / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The complete lines of a run's metrics.jsonl, in order."""
+    """The records of a run's metrics.jsonl, in order; a line that is not one is left out."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         raise CharRNNError(f"no {METRICS} in {run_dir}. Pass a run directory written by `charrnn train`")
-    metrics = []
-    for line in path.read_text().splitlines():
+    return [record for _, record in _records(path)]
+
+
+# What every line of metrics.jsonl holds (a `Progress`), and what may be null in it.
+RECORD_FIELDS = ("step", "elapsed_s", "lr", "train_loss", "grad_norm")
+OPTIONAL_FIELDS = ("val_loss", "val_bpc")
+
+
+def _records(path: Path) -> list[tuple[bytes, dict]]:
+    """Each line of `path` that is a step's record, as its bytes and its values. A kill mid-write cuts the
+    last line short; a file edited or damaged by hand may hold anything else, which is passed over."""
+    records = []
+    for line in path.read_bytes().splitlines():
         try:
-            metrics.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by a kill mid-write
-    return metrics
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # not UTF-8 (UnicodeDecodeError is a ValueError), not JSON, too deep
+            continue
+        if isinstance(record, dict) and _is_record(record):
+            records.append((line, record))
+    return records
+
+
+def _is_record(record: dict) -> bool:
+    def number(value) -> bool:
+        # Bools are ints to Python; an int beyond the largest float cannot be charted.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return abs(value) <= sys.float_info.max
+        return isinstance(value, float)
+
+    return all(number(record.get(name)) for name in RECORD_FIELDS) and all(
+        record.get(name) is None or number(record[name]) for name in OPTIONAL_FIELDS
+    )

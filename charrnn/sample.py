@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from charrnn.config import SampleConfig
+from charrnn.config import ModelConfig, SampleConfig
 from charrnn.data import Vocabulary
+from charrnn.device import available_bytes
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, has_finite_weights, layer_weights
 
@@ -80,7 +81,7 @@ def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generato
     """Next ids (batch,) from logits (batch, vocab)."""
     if config.temperature == 0:
         return logits.argmax(-1)
-    logits = logits.float() / config.temperature
+    logits = tempered(logits, config.temperature)
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -91,6 +92,36 @@ def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generato
         drop = probs.cumsum(-1) - probs >= config.top_p
         logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
     return draw(F.softmax(logits, dim=-1), generator)
+
+
+# The smallest temperature logits are divided by. It already chooses the likeliest character, but between
+# logits closer than about 1e-28 (a gap of 1e-28 weighs e^-100); fp32 logits up to 3e8 divided by it stay
+# finite, where a temperature of 1e-300 is 0 in fp32 and makes the likeliest logit's quotient 0 / 0.
+MIN_TEMPERATURE = 1e-30
+
+
+def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """fp32 logits divided by a temperature above 0."""
+    return logits.float() / max(temperature, MIN_TEMPERATURE)
+
+
+# What one sample side by side holds besides the model: a few copies of its state and of its row of logits.
+STATE_COPIES, LOGIT_COPIES = 3, 4
+# A character held for output: a pointer in a list, then up to 4 bytes in the joined text.
+HELD_CHAR_BYTES = 12
+
+
+def check_memory(config: ModelConfig, device: torch.device, num_samples: int, held_chars: int = 0) -> None:
+    """Samples drawn side by side by a model of `config`, and the text a caller holds of them, are refused
+    before anything is allocated when they need more memory than `device` has free."""
+    state = config.num_layers * config.hidden_size * (2 if config.cell == "lstm" else 1)
+    needed = 4 * num_samples * (STATE_COPIES * state + LOGIT_COPIES * config.vocab_size) + HELD_CHAR_BYTES * held_chars
+    available = available_bytes(device)
+    if available is not None and needed > available:
+        raise CharRNNError(
+            f"{num_samples:,} samples side by side need at least {needed / 2**30:,.1f} GiB, and "
+            f"{available / 2**30:,.1f} GiB is free. Pass a smaller --num-samples or --length"
+        )
 
 
 def require_finite_weights(model) -> None:
@@ -127,6 +158,7 @@ def generate(
     """
     require_finite_weights(model)
     device = next(model.parameters()).device
+    check_memory(model.config, device, config.num_samples)
     # A generator on the model's device: the same seed gives the same text on the same kind of device.
     generator = torch.Generator(device=device).manual_seed(seed)
     n = config.num_samples

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,9 +28,14 @@ CheckpointArgument = Annotated[
 ]
 
 
+# torch.set_num_threads takes a C int; far beyond any machine's cores, a limit that fits it.
+MAX_THREADS = 4096
+
+
 def threads_option(panel: str | None = None):
     return typer.Option(
         min=1,
+        max=MAX_THREADS,
         help="CPU threads for PyTorch. \\[default: all cores, or $OMP_NUM_THREADS when set]",
         rich_help_panel=panel,
     )
@@ -47,6 +56,7 @@ def handles_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        replaceable_output()
         try:
             return command(*args, **kwargs)
         except OptionError as e:
@@ -58,6 +68,71 @@ def handles_errors(command):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def replaceable_output() -> None:
+    """A terminal that cannot show a character (`PYTHONIOENCODING=ascii`) gets a '?' instead of a crash."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+
+
+def print_json(report: dict) -> None:
+    """One line of strict JSON on stdout: a number that is not finite (an overflowed perplexity) is null."""
+    out.print(json.dumps(_finite_or_none(report), allow_nan=False), markup=False)
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def command_line_text(text: str, what: str, fix: str) -> str:
+    """`text` as typed, refused when it holds bytes that are not UTF-8: Python hands those over as lone
+    surrogates (U+DC80 to U+DCFF for the bytes 0x80 to 0xff), which no text can hold and no encoder writes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        shown = "".join(
+            f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
+            for c in text[e.start : e.end][:8]
+        )
+        raise CharRNNError(
+            f"{what} holds bytes that are not UTF-8 ({shown} at character {e.start + 1}). {fix}"
+        ) from None
+    return text
+
+
+# What a path names when it is not a regular file, which charrnn reads whole (and a corpus twice).
+NOT_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_text_file(path: Path, flag: str) -> str:
+    """A UTF-8 text file named on the command line; a directory, FIFO or device is named for what it is."""
+    from charrnn.corpus import decode_text
+
+    fix = f"Pass the path of a UTF-8 text file to {flag}"
+    try:
+        mode = os.stat(path).st_mode
+        kind = next((name for test, name in NOT_FILES if test(mode)), None)
+        if kind is not None:
+            raise CharRNNError(f"{path} is {kind}, not a text file. {fix}")
+        data = Path(path).read_bytes()
+    except (FileNotFoundError, ValueError):  # ValueError: a NUL in the name, which no file can have
+        raise CharRNNError(f"no such file: {path}. {fix}") from None
+    except OSError as e:
+        raise CharRNNError(f"cannot read {path} ({e.strerror or e}). {fix}") from None
+    return decode_text(data, str(path))
 
 
 def default_note(owner, name: str) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import CheckpointArgument, err, fail, format_seconds, handles_errors, out
+from charrnn.cli.common import CheckpointArgument, err, fail, format_seconds, handles_errors, out, print_json
 
 
 @handles_errors
@@ -43,7 +43,7 @@ def info(
         "resumable": "optimizer" in content,
     }
     if as_json:
-        out.print(json.dumps(report), markup=False)
+        print_json(report)
         return
 
     def score(value: float | None) -> str:
@@ -70,18 +70,22 @@ def info(
 def plot(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory with a metrics.jsonl.")],
     out_path: Annotated[
-        Optional[Path], typer.Option("--out", help="PNG file to write. \\[default: RUN_DIR/training.png]")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Image to write; its suffix picks the format (.png, .svg, .pdf...). \\[default: RUN_DIR/training.png]",
+        ),
     ] = None,
 ):
     """Chart a run: training and validation bpc against steps and time, learning rate, gradient norm."""
-    from charrnn.plots import require_matplotlib, training_run
+    from charrnn.plots import image_path, require_matplotlib, training_run
     from charrnn.rundir import read_metrics
 
     require_matplotlib("charrnn plot")
+    out_path = image_path(out_path or Path(run_dir) / "training.png", "--out")
     metrics = read_metrics(run_dir)
     if not metrics:
         fail(f"{run_dir} has no steps recorded yet. Plot it once training has run a step")
-    out_path = out_path or Path(run_dir) / "training.png"
-    training_run(metrics, out_path, f"{run_dir}: {metrics[-1]['step']:,} steps")
+    training_run(metrics, out_path, f"{run_dir}: {metrics[-1]['step']:,} steps", "--out")
     err.print(f"plot: {out_path}", markup=False)
     out.print(str(out_path), markup=False)

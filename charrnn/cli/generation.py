@@ -8,12 +8,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn import corpus
-from charrnn.cli.common import CheckpointArgument, DeviceOption, ThreadsOption, err, fail, handles_errors, use_threads
+from charrnn.cli.common import (
+    CheckpointArgument,
+    DeviceOption,
+    ThreadsOption,
+    command_line_text,
+    err,
+    fail,
+    handles_errors,
+    read_text_file,
+    use_threads,
+)
 from charrnn.cli.options import given, opt, plain
 from charrnn.config import SampleConfig, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.options import OptionError
+from charrnn.options import SEED_LIMIT, OptionError
 
 SAMPLE_SEPARATOR = "\n\n---\n\n"
 # Sampling steps one character at a time, which a CPU does at least as fast as a GPU for these models.
@@ -27,12 +36,6 @@ def write_streaming(prime: str, stream) -> None:
     for chars in stream:
         sys.stdout.write(chars[0])
         sys.stdout.flush()
-
-
-def ensure_replaceable_output() -> None:
-    """A terminal that cannot show a character gets a '?' instead of a crash."""
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(errors="replace")
 
 
 @handles_errors
@@ -55,7 +58,7 @@ def sample(
     """Generate text; it streams to stdout as it is generated."""
     use_threads(threads)
     from charrnn.api import load
-    from charrnn.sample import PRIME_HINT, generate
+    from charrnn.sample import PRIME_HINT, check_memory, generate
 
     config = SampleConfig(
         **given(dict(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples))
@@ -65,33 +68,42 @@ def sample(
     if prime is not None and prime_file is not None:
         fail("pass --prime or --prime-file, not both. Drop one of them", 2)
     if prime_file is not None:
-        if not prime_file.is_file():
-            fail(f"no such file: {prime_file}. Pass the path of a UTF-8 text file to --prime-file")
-        prime = corpus.decode_text(prime_file.read_bytes(), str(prime_file))
-    prime = prime or ""
+        prime = read_text_file(prime_file, "--prime-file")
+    prime = command_line_text(prime or "", "--prime", "Pass UTF-8 text, or a UTF-8 file with --prime-file")
     loaded = load(checkpoint_path, device)
     loaded.require("lm")
     loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
     if config.seed is None:
         config = SampleConfig(**{**config.__dict__, "seed": secrets.randbelow(2**31)})
         err.print(f"seed: {config.seed}")
-    ensure_replaceable_output()
     if interactive:
         return interactive_session(loaded, config)
-    stream = generate(loaded.model, loaded.vocab, config, prime, config.seed)
     if config.num_samples == 1:
-        write_streaming(prime, stream)
+        write_streaming(prime, generate(loaded.model, loaded.vocab, config, prime, config.seed))
     else:
-        texts = [prime] * config.num_samples
-        for chars in stream:
-            texts = [t + c for t, c in zip(texts, chars)]
-        sys.stdout.write(SAMPLE_SEPARATOR.join(texts))
+        # The samples are written one after another, so all of them are held until the last character.
+        import torch
+
+        held = config.num_samples * (len(prime) + config.length)
+        check_memory(loaded.model.config, torch.device("cpu"), config.num_samples, held)
+        texts = [[prime] for _ in range(config.num_samples)]
+        for chars in generate(loaded.model, loaded.vocab, config, prime, config.seed):
+            for text, char in zip(texts, chars):
+                text.append(char)
+        sys.stdout.write(SAMPLE_SEPARATOR.join("".join(text) for text in texts))
     if sys.stdout.isatty():
         sys.stdout.write("\n")
     sys.stdout.flush()
 
 
 INTERACTIVE_HELP = "type a prime and Enter; ':t 0.5' sets the temperature, ':n 300' the length; Ctrl-D ends"
+
+
+def read_line() -> str | None:
+    """A line of stdin without its newline, None at the end; bytes that are not UTF-8 come as lone surrogates,
+    as they do on the command line, whatever the locale."""
+    raw = sys.stdin.buffer.readline()
+    return raw.decode("utf-8", "surrogateescape").removesuffix("\n").removesuffix("\r") if raw else None
 
 
 def interactive_session(loaded, config: SampleConfig) -> None:
@@ -101,11 +113,10 @@ def interactive_session(loaded, config: SampleConfig) -> None:
     err.print(INTERACTIVE_HELP, markup=False)
     for count in itertools.count():
         err.print(f"[t={config.temperature:g} n={config.length}]> ", end="", markup=False)
-        line = sys.stdin.readline()
-        if not line:
+        prime = read_line()
+        if prime is None:
             err.print("")
             return
-        prime = line.rstrip("\n")
         command = prime.split()
         if command and command[0] in (":t", ":n"):
             try:
@@ -118,9 +129,11 @@ def interactive_session(loaded, config: SampleConfig) -> None:
                 err.print(f"error: {e.for_flags()}", markup=False)
             continue
         try:
+            command_line_text(prime, "the prime", "Type UTF-8 text")
             loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
             # Seeds run on from --seed, so a session with the same inputs gives the same text.
-            stream = generate(loaded.model, loaded.vocab, config, prime, config.seed + count)
+            seed = (config.seed + count) % (SEED_LIMIT + 1)
+            stream = generate(loaded.model, loaded.vocab, config, prime, seed)
             write_streaming(prime, stream)
         except CharRNNError as e:
             err.print(f"error: {e}", markup=False)
@@ -158,9 +171,9 @@ def fill_command(
     if (text is None) == (file is None):
         fail("pass the text to fill, or --file PATH, but not both", 2)
     if file is not None:
-        if not file.is_file():
-            fail(f"no such file: {file}. Pass the path of a UTF-8 text file to --file")
-        text = corpus.decode_text(file.read_bytes(), str(file))
+        text = read_text_file(file, "--file")
+    text = command_line_text(text, "TEXT", "Pass UTF-8 text, or a UTF-8 file with --file")
+    mask_char = command_line_text(mask_char, "--mask-char", "Pass one UTF-8 character, e.g. --mask-char _")
     loaded = load(checkpoint_path, plain(device, "auto"))
     loaded.require("fill")
     config = SampleConfig(temperature=0.0 if temperature is None else temperature, seed=seed)
@@ -168,7 +181,6 @@ def fill_command(
         config = SampleConfig(temperature=config.temperature, seed=secrets.randbelow(2**31))
         err.print(f"seed: {config.seed}")
     filled = loaded.fill(text, mask_char, config.temperature, config.seed or 0)
-    ensure_replaceable_output()
     sys.stdout.write(filled.text)
     if sys.stdout.isatty():
         sys.stdout.write("\n")

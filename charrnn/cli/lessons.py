@@ -1,6 +1,5 @@
 """`charrnn compare` and `charrnn gradients`: the RNN notes' claims, measured."""
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from charrnn.cli.common import ThreadsOption, err, fail, handles_errors, out, progress_bar, use_threads
+from charrnn.cli.common import ThreadsOption, err, fail, handles_errors, out, print_json, progress_bar, use_threads
 from charrnn.cli.options import given, opt, plain
 from charrnn.config import (
     COMPARE_EVAL_EVERY,
@@ -66,9 +65,10 @@ def compare(
     from charrnn import compare as comparing
 
     if plot is not None:
-        from charrnn.plots import require_matplotlib
+        from charrnn.plots import image_path, require_matplotlib
 
         require_matplotlib()
+        plot = image_path(plot, "--plot")
     entries = comparing.select(only)
     train_options = {"data": data, "eval_every": plain(eval_every, COMPARE_EVAL_EVERY)}
     if max_time is not None or max_steps is None:
@@ -107,7 +107,7 @@ def compare(
         err.print(f"plot: {plot}", markup=False)
     if as_json:
         report = {"data": data, "shape": shape, "train": train_options, "rows": [vars(r) for r in comparison.rows]}
-        out.print(json.dumps(report), markup=False)
+        print_json(report)
     else:
         out.print(comparing.markdown_table(comparison.rows), markup=False)
 
@@ -133,10 +133,6 @@ def print_wide(table: Table) -> None:
         return
     natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
     Console(width=max(natural, out.width), highlight=False).print(table)
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 @handles_errors
@@ -190,9 +186,10 @@ def gradients(
     if checkpoints and not model and shape:
         fail("--hidden-size, --layers and --embed-size shape fresh models; a checkpoint keeps its own", 2)
     if plot is not None:
-        from charrnn.plots import require_matplotlib
+        from charrnn.plots import image_path, require_matplotlib
 
         require_matplotlib()
+        plot = image_path(plot, "--plot")
 
     fresh = [parse_spec(spec) for spec in model or []]
     if not checkpoints and not model:
@@ -211,19 +208,7 @@ def gradients(
         gradient_norms({p.label: p.grad_norms for p in profiles}, plot, title)
         err.print(f"plot: {plot}", markup=False)
     if as_json:
-        report = {
-            "steps": steps,
-            "windows": windows,
-            "models": [
-                {
-                    **vars(p),
-                    "grad_norms": [finite_or_none(n) for n in p.grad_norms],
-                    "jacobian_sigma_max": finite_or_none(p.jacobian_sigma_max),
-                }
-                for p in profiles
-            ],
-        }
-        out.print(json.dumps(report), markup=False)
+        print_json({"steps": steps, "windows": windows, "models": [vars(p) for p in profiles]})
         return
 
     positive = [n for p in profiles for n in p.grad_norms if math.isfinite(n) and n > 0]

@@ -1,7 +1,6 @@
 """`charrnn eval`: a language model's score on a text, or a fill model's on hidden characters."""
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +14,7 @@ from charrnn.cli.common import (
     fail,
     handles_errors,
     out,
+    print_json,
     progress_bar,
     use_threads,
 )
@@ -63,7 +63,7 @@ def eval_command(
     from charrnn.api import load
     from charrnn.data import splits
     from charrnn.dynamic import dynamic_evaluate
-    from charrnn.evaluate import evaluate, scored_start
+    from charrnn.evaluate import diverged, evaluate, scored_start
 
     split = split.value
     if not dynamic and (dynamic_lr is not None or dynamic_decay is not None):
@@ -97,23 +97,25 @@ def eval_command(
     else:
         result = evaluate(loaded.model, ids, start, end)
     report = result.as_dict() | report | ({"skipped": skipped} if skip_unknown else {})
-    if as_json:
-        out.print(json.dumps(report), markup=False)
-        return
-    out.print(
-        f"{what}: {result.loss:.4f} nats/char, {result.bpc:.4f} bits/char, perplexity {result.perplexity:.3f}, "
-        f"{result.chars:,} characters scored" + (f", {skipped:,} unknown skipped" if skip_unknown else ""),
-        markup=False,
-    )
+    if not as_json:
+        out.print(
+            f"{what}: {result.loss:.4f} nats/char, {result.bpc:.4f} bits/char, perplexity {result.perplexity:.3f}, "
+            f"{result.chars:,} characters scored" + (f", {skipped:,} unknown skipped" if skip_unknown else ""),
+            markup=False,
+        )
+    if dynamic and diverged(result.loss, loaded.model.config.vocab_size):
+        score = "not finite" if not math.isfinite(result.loss) else f"{result.bpc:.4g} bits/char, far worse than chance"
+        fail(f"the score is {score}: the adapted weights diverged. Pass a smaller --dynamic-lr")
     if not math.isfinite(result.loss):
-        if dynamic:
-            fail("the score is not finite: the adapted weights diverged. Pass a smaller --dynamic-lr")
         fail("the score is not finite. The checkpoint may hold non-finite weights; use an earlier one")
+    if as_json:
+        print_json(report)
 
 
 def eval_fill(loaded, ids, start, end, split_name, what, compare, counts, as_json, device) -> None:
     """`charrnn eval` of a fill model: its score on hidden characters, and a language model's on the same ones."""
     from charrnn.api import load
+    from charrnn.evaluate import scored_start
     from charrnn.fill import eval_mask, score_left_to_right, score_masked
 
     if loaded.objective != "fill":
@@ -122,7 +124,8 @@ def eval_fill(loaded, ids, start, end, split_name, what, compare, counts, as_jso
             "language model. Pass the fill model first: charrnn eval FILL_MODEL --compare LANGUAGE_MODEL"
         )
     train = loaded.content["train_config"]
-    start = max(start, 1)  # a language model has nothing to predict the very first character from
+    # A language model has nothing to predict the very first character from; a text of one has nothing to hide.
+    start = scored_start(start, end)
     hidden = eval_mask(end - start, train["mask_rate"], train["mask_span"], split_name)
     result = score_masked(loaded.model, ids[start:end], hidden, train["seq_len"])
     scores = {"fill model": result}
@@ -136,12 +139,15 @@ def eval_fill(loaded, ids, start, end, split_name, what, compare, counts, as_jso
         scores[f"left-to-right language model {compare}"] = score_left_to_right(
             language_model.model, lm_ids, start, hidden
         )
+    for name, score in scores.items():
+        if not math.isfinite(score.loss):
+            fail(f"the {name}'s score is not finite. Its checkpoint may hold non-finite weights; use an earlier one")
     if as_json:
         report = {"accuracy": result.accuracy, "loss": result.loss, "bpc": result.bpc, "chars": result.chars}
         if compare is not None:
             compared = scores.popitem()[1]
             report["compare"] = {"accuracy": compared.accuracy, "loss": compared.loss, "bpc": compared.bpc}
-        out.print(json.dumps(report | counts), markup=False)
+        print_json(report | counts)
         return
     out.print(
         f"{what}: {result.chars:,} hidden characters (spans of 1 to {train['mask_span']}, "

@@ -1,0 +1,204 @@
+"""The long tail of bad input (issue 17): one test per class of defect, each of which failed before its fix."""
+
+import json
+import os
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import app
+from charrnn.evaluate import EvalResult
+from charrnn.rundir import METRICS, RunDir, read_metrics
+from tests.conftest import TINY_MODEL, assert_error, make_text, run, train_run
+
+TINY_FILL = {**TINY_MODEL, "num_layers": 1, "hidden_size": 16, "embed_size": 4, "bidirectional": True}
+
+
+@pytest.fixture(scope="module")
+def fill_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fill")
+    data = root / "text.txt"
+    data.write_text(make_text(20_000))
+    train_run(root / "run", data, model=TINY_FILL, objective="fill", max_steps=4, eval_every=4)
+    return root / "run"
+
+
+def saved_with(tmp_path, run_dir, name, change):
+    """A copy of a run's best.pt with `change` applied to its content, as a .pt file of its own."""
+    content = checkpoint.load(run_dir / "best.pt")
+    change(content)
+    checkpoint.save(tmp_path / name, content)
+    return tmp_path / name
+
+
+def scaled_head(factor):
+    def change(content):
+        content["model"]["head.weight"].mul_(factor)
+
+    return change
+
+
+def nan_weight(content):
+    content["model"]["head.weight"][0, 0] = float("nan")
+
+
+def strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_loss_too_large_for_e_to_the_loss_has_an_infinite_perplexity(tiny_run, tmp_path):
+    assert EvalResult(nats=1e6, chars=1, correct=0).perplexity == float("inf")
+    huge = saved_with(tmp_path, tiny_run, "huge.pt", scaled_head(1e6))
+    result = run("eval", huge)
+    assert result.exit_code == 0, result.output
+    assert "perplexity inf" in result.stdout
+    report = strict_json(run("eval", huge, "--json").stdout)
+    assert report["perplexity"] is None and report["loss"] > 1000
+
+
+def test_dynamic_evaluation_that_diverges_to_a_finite_score_is_an_error(tiny_run):
+    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-lr", "1e9"), "diverged", "--dynamic-lr")
+
+
+def test_a_non_finite_score_is_an_error_and_never_json_nan(tiny_run, fill_run, tmp_path):
+    result = run("eval", saved_with(tmp_path, tiny_run, "nan.pt", nan_weight), "--json")
+    assert_error(result, "not finite")
+    assert result.stdout == ""
+    assert_error(run("eval", saved_with(tmp_path, fill_run, "fill-nan.pt", nan_weight)), "not finite")
+
+
+def test_command_line_text_that_is_not_utf8_names_the_option_and_the_bytes(tiny_run, fill_run):
+    # Python hands a byte that is not UTF-8 over as a lone surrogate, 0xff as U+DCFF.
+    assert_error(run("sample", tiny_run, "--prime", "The \udcff\udcfe", "--seed", 1), "--prime", "\\xff\\xfe")
+    assert_error(run("fill", fill_run, "The ___ \udcff"), "TEXT holds bytes that are not UTF-8", "\\xff")
+    assert_error(run("fill", fill_run, "The ___", "--mask-char", "\udce9"), "--mask-char", "\\xe9")
+
+
+def test_an_interactive_prime_that_is_not_utf8_is_refused_and_the_session_goes_on(tiny_run):
+    session = b"The \xff\nThe \n"
+    args = ["sample", str(tiny_run), "--interactive", "--length", "5", "--seed", "1"]
+    result = CliRunner().invoke(app, args, input=session)
+    assert result.exit_code == 0, result.output
+    assert "error: the prime holds bytes that are not UTF-8 (\\xff at character 5)" in result.stderr
+    assert [len(line) for line in result.stdout.splitlines()] == [4 + 5]
+
+
+def test_interactive_seeds_run_on_within_64_bits(tiny_run):
+    args = ["sample", str(tiny_run), "--interactive", "--length", "5", "--seed", str(2**64 - 1)]
+    result = CliRunner().invoke(app, args, input="The \nThe \n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_an_empty_text_to_fill_is_an_error(fill_run, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    assert_error(run("fill", fill_run, ""), "the text to fill is empty")
+    assert_error(run("fill", fill_run, "--file", tmp_path / "empty.txt"), "the text to fill is empty")
+
+
+def test_a_tiny_temperature_chooses_as_greedy_does(tiny_run, fill_run):
+    # fp32 rounds 1e-300 to 0, and the quotient of the likeliest logit by it was 0 / 0.
+    greedy = run("sample", tiny_run, "--prime", "The ", "--length", 30, "--temperature", 0)
+    tiny = run("sample", tiny_run, "--prime", "The ", "--length", 30, "--temperature", "1e-300", "--seed", 1)
+    assert tiny.exit_code == 0, tiny.output
+    assert tiny.stdout == greedy.stdout
+    text = "The queen ____ tea."
+    assert (
+        run("fill", fill_run, text, "--temperature", "1e-300", "--seed", 1).stdout == run("fill", fill_run, text).stdout
+    )
+
+
+@pytest.mark.parametrize("command", ["info", "gradients"])
+def test_every_command_prints_on_a_terminal_that_cannot_show_its_characters(command, tiny_run, tmp_path):
+    def curly_vocabulary(content):
+        content["vocab"][-1] = "“"
+
+    curly = saved_with(tmp_path, tiny_run, "curly.pt", curly_vocabulary)
+    args = {"info": [curly], "gradients": [tiny_run, "--steps", 2, "--windows", 1]}[command]
+    result = CliRunner(charset="ascii").invoke(app, [command, *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 0
+    assert "?" in result.stdout
+
+
+def test_an_image_format_matplotlib_cannot_write_is_refused_before_any_work(tiny_run, tmp_path):
+    result = run("plot", tiny_run, "--out", tmp_path / "chart.txt")
+    assert_error(result, "--out", "cannot write '.txt' images", ".png", ".svg", ".pdf")
+    assert_error(run("gradients", tiny_run, "--plot", tmp_path / "g.txt"), "--plot", "'.txt'")
+    assert not any(tmp_path.iterdir())
+
+
+def test_plot_reports_the_file_it_wrote_and_names_its_own_flag(tiny_run, tmp_path):
+    result = run("plot", tiny_run, "--out", tmp_path / "chart")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "file").write_text("")
+    assert_error(run("plot", tiny_run, "--out", tmp_path / "file" / "chart.png"), "Pass a writable --out path")
+
+
+def test_a_directory_fifo_or_device_is_named_for_what_it_is(tiny_run, fill_run, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    assert_error(run("sample", tiny_run, "--prime-file", tmp_path), "is a directory", "--prime-file")
+    assert_error(run("sample", tiny_run, "--prime-file", tmp_path / "fifo"), "is a FIFO")
+    assert_error(run("sample", tiny_run, "--prime-file", "/dev/null"), "is a character device")
+    assert_error(run("fill", fill_run, "--file", tmp_path), "is a directory", "--file")
+    assert_error(run("fill", fill_run, "--file", tmp_path / "none.txt"), "no such file")
+
+
+GARBLED_LINES = [
+    b"\xff\xfe not UTF-8",
+    b"[1, 2, 3]",
+    b"42",
+    b'"a string"',
+    b'{"step": "three", "elapsed_s": 1, "lr": 0.1, "train_loss": 2.0, "grad_norm": 1.0}',
+    b'{"step": 1' + b"0" * 400 + b', "elapsed_s": 1, "lr": 0.1, "train_loss": 2.0, "grad_norm": 1.0}',
+    b"[" * 100_000,
+    b'{"step": 9, "elapsed_s": 1.0',
+]
+
+
+def test_garbled_metrics_lines_neither_break_plot_nor_block_a_resume(tmp_path):
+    data = tmp_path / "text.txt"
+    data.write_text(make_text(20_000))
+    out = tmp_path / "run"
+    train_run(out, data, max_steps=2, eval_every=2)
+    with open(out / METRICS, "ab") as f:
+        f.write(b"\n".join(GARBLED_LINES) + b"\n")
+    assert [m["step"] for m in read_metrics(out)] == [1, 2]
+    plotted = run("plot", out, "--out", tmp_path / "chart.png")
+    assert plotted.exit_code == 0, plotted.output
+    resumed = run("train", "--out", out, "--resume", "--max-steps", 3)
+    assert resumed.exit_code == 0, resumed.output
+    assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]
+    RunDir(out).truncate_metrics(1)
+    assert [json.loads(line)["step"] for line in (out / METRICS).read_text().splitlines()] == [1]
+
+
+def test_non_finite_weights_are_refused_by_gradients(tiny_run, tmp_path):
+    nan = saved_with(tmp_path, tiny_run, "nan.pt", nan_weight)
+    assert_error(run("gradients", nan, "--steps", 2, "--windows", 1), "non-finite weights")
+    (tmp_path / "text.txt").write_text(make_text(20_000))
+    fresh = ["gradients", "--model", "rnn::1e300", "--data", tmp_path / "text.txt", "--steps", 2, "--windows", 1]
+    assert_error(run(*fresh, "--hidden-size", 8), "overflows W_hh", "smaller scale")
+
+
+def test_more_samples_or_windows_than_the_machine_or_the_text_holds_are_refused(tiny_run):
+    assert_error(run("sample", tiny_run, "--num-samples", 10**11, "--seed", 1), "GiB", "--num-samples")
+    assert_error(run("gradients", tiny_run, "--steps", 2, "--windows", 10**9), "different windows", "--windows")
+
+
+def test_threads_beyond_what_torch_takes_are_a_usage_error(tiny_run):
+    result = run("sample", tiny_run, "--threads", 2**40, "--length", 1, "--seed", 1)
+    assert result.exit_code == 2 and "--threads" in result.output
+    assert torch.get_num_threads() < 2**31
+
+
+def test_a_text_with_nothing_to_score_is_an_error_for_a_fill_model_too(fill_run, tmp_path):
+    (tmp_path / "one.txt").write_text("T")
+    assert_error(run("eval", fill_run, "--data", tmp_path / "one.txt"), "nothing to score")
