@@ -9,40 +9,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn.api import load
-from charrnn.config import COMPARE_TRAINING, format_duration
+from charrnn.comparisons import COMPARE_TRAINING, Entry
+from charrnn.config import format_duration
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
 from charrnn.rundir import RunDir, read_metrics
 from charrnn.train import Progress, Trainer, open_training
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    description: str
-    model: dict
-    train: dict = field(default_factory=dict)
-
-
-# The notes' story: a vanilla RNN, the two fixes for its vanishing gradient (identity init, gating),
-# and what dropout and clipping each contribute.
-DEFAULT_SET = (
-    Entry("rnn-tanh", "vanilla tanh RNN, default init", {"cell": "rnn"}),
-    Entry("rnn-identity", "tanh RNN, W_hh = I, zero biases", {"cell": "rnn", "init": "identity"}),
-    Entry(
-        "rnn-relu-identity",
-        "ReLU RNN, W_hh = I, zero biases",
-        {"cell": "rnn", "nonlinearity": "relu", "init": "identity"},
-    ),
-    Entry("gru", "GRU", {"cell": "gru"}),
-    Entry("lstm", "LSTM", {"cell": "lstm"}),
-    Entry("lstm-no-dropout", "LSTM, dropout 0", {"cell": "lstm", "dropout": 0.0}),
-    Entry("rnn-no-clip", "vanilla tanh RNN, no gradient clipping", {"cell": "rnn"}, {"clip_norm": 0.0}),
-)
 
 
 @dataclass(frozen=True)
@@ -60,21 +36,6 @@ class Row:
     clipped_fraction: float | None
     median_grad_norm: float | None
     error: str | None = None
-
-
-def select(only: str | None) -> list[Entry]:
-    """The default set, or the named subset of it in the order given."""
-    if only is None:
-        return list(DEFAULT_SET)
-    by_name = {entry.name: entry for entry in DEFAULT_SET}
-    names = [name.strip() for name in only.split(",") if name.strip()]
-    unknown = [name for name in names if name not in by_name]
-    if unknown or not names:
-        raise CharRNNError(
-            f"unknown configuration {', '.join(map(repr, unknown)) or repr(only)} in --only. "
-            f"Use names from: {', '.join(by_name)}"
-        )
-    return [by_name[name] for name in dict.fromkeys(names)]
 
 
 class Comparison:

@@ -6,7 +6,8 @@ import pytest
 import typer
 
 from charrnn.cli import COMMANDS, app
-from charrnn.config import COMPARE_EVAL_EVERY, COMPARE_SHAPE, ModelConfig, SampleConfig, TrainConfig
+from charrnn.comparisons import COMPARE_EVAL_EVERY, COMPARE_SHAPE
+from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.options import default_of
 from charrnn.resolve import Sources, resolve
 from tests.conftest import run

@@ -12,19 +12,12 @@ from rich.table import Table
 
 from charrnn.cli.common import ThreadsOption, err, fail, handles_errors, out, print_json, progress_bar, use_threads
 from charrnn.cli.options import given, opt, plain
-from charrnn.config import (
-    COMPARE_EVAL_EVERY,
-    COMPARE_MAX_TIME_S,
-    COMPARE_SHAPE,
-    ModelConfig,
-    TrainConfig,
-    parse_duration,
-)
+from charrnn.comparisons import COMPARE_EVAL_EVERY, COMPARE_MAX_TIME_S, COMPARE_SHAPE, DEFAULT_SET, select
+from charrnn.config import ModelConfig, TrainConfig, parse_duration
 from charrnn.options import default_of
 
 M, T, SHAPE = ModelConfig, TrainConfig, COMPARE_SHAPE
-
-COMPARE_NAMES = "rnn-tanh, rnn-identity, rnn-relu-identity, gru, lstm, lstm-no-dropout, rnn-no-clip"
+COMPARE_NAMES = ", ".join(entry.name for entry in DEFAULT_SET)
 
 
 @handles_errors
@@ -69,7 +62,7 @@ def compare(
 
         require_matplotlib()
         plot = image_path(plot, "--plot")
-    entries = comparing.select(only)
+    entries = select(only)
     train_options = {"data": data, "eval_every": plain(eval_every, COMPARE_EVAL_EVERY)}
     if max_time is not None or max_steps is None:
         train_options["max_time"] = COMPARE_MAX_TIME_S if max_time is None else parse_duration(max_time)
