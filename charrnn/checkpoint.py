@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from charrnn import atomic
-from charrnn.config import ADDED_MODEL_OPTIONS
+from charrnn.config import ADDED_MODEL_OPTIONS, ADDED_TRAIN_OPTIONS
 from charrnn.errors import CharRNNError
 
 FORMAT = "charrnn-checkpoint"
@@ -132,6 +132,8 @@ def load(path: Path) -> dict:
         )
     if isinstance(content.get("model_config"), dict):
         content["model_config"] = {**ADDED_MODEL_OPTIONS, **content["model_config"]}
+    if isinstance(content.get("train_config"), dict):
+        content["train_config"] = {**ADDED_TRAIN_OPTIONS, **content["train_config"]}
     return content
 
 

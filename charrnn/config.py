@@ -16,9 +16,27 @@ OBJECTIVES = ("lm", "fill")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`charrnn serve`: where it listens and how much it takes on. Requests carry SampleConfig's fields."""
+
+    host: str = option("127.0.0.1", "Address to listen on; 0.0.0.0 opens it to other machines.")
+    port: int = option(8000, "Port to listen on; 0 picks a free one.", min=0, max=65535, example="8000")
+    max_length: int = option(10_000, "The most new characters one request may ask for per sample.", min=1)
+    max_concurrent: int = option(64, "The most samples generated at once; more get 429 until some end.", min=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 # The budget when none is given: about 8 minutes for the default model on two CPU cores. Steps, not
 # time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
 DEFAULT_MAX_STEPS = 1350
+
+# What one validation scores at most: few enough that it takes about a second for the default LSTM on two
+# CPU cores whatever the size of the corpus. Alice's validation split is shorter, so it is scored whole.
+VAL_CHARS = 2**15
 
 MODEL, REGULARISATION = "Model", "Regularisation"
 DATA, OPTIMISATION, BUDGET, HARDWARE, FILL = "Data", "Optimisation", "Budget", "Hardware", "Fill objective"
@@ -61,6 +79,8 @@ class ModelConfig:
 # Model options added since runs were first saved, each with the value that means "as before": a
 # checkpoint or a run's config.toml without one trained without it, and reusing it must not switch it on.
 ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
+# The same for training options: a run saved before bounded validation scored its whole validation split.
+ADDED_TRAIN_OPTIONS = {"val_chars": None}
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,13 @@ class TrainConfig:
     )
     max_time: float | None = option(None, "Stop after this long, e.g. 90s, 10m, 1h.", panel=BUDGET, above=0)
     eval_every: int = option(100, "Validate and save every N steps.", panel=BUDGET, min=1)
+    val_chars: int | None = option(
+        VAL_CHARS,
+        "Validate on at most this many characters: windows spread evenly over the validation split, the same "
+        "ones every time; the whole split when it is shorter.",
+        panel=BUDGET,
+        min=1,
+    )
     seed: int = option(1337, "Seed for initialisation, data order and dropout.", panel=DATA, min=0, max=SEED_LIMIT)
     ema_decay: float = option(
         0.995,
@@ -187,23 +214,6 @@ PRESETS: dict[str, dict] = {
     "large": {"num_layers": 3, "hidden_size": 512, "dropout": 0.5, "max_steps": 2500},
 }
 BUDGET = ("max_steps", "max_time")
-
-# `charrnn compare`: every configuration trains for the same time on the same text.
-COMPARE_MAX_TIME_S = 120.0
-COMPARE_EVAL_EVERY = 50
-# One layer of 256 units: small enough that every cell gets a few hundred steps in two minutes on a CPU,
-# large enough that the cells differ in what they learn.
-COMPARE_SHAPE = {
-    "num_layers": 1,
-    "hidden_size": 256,
-    "embed_size": 64,
-    "dropout": 0.25,
-    "embed_dropout": 0.0,
-    "weight_drop": 0.0,
-}
-# A fixed recipe, independent of `train`'s tuned defaults, so a published comparison stays reproducible
-# and every cell is trained the same plain way.
-COMPARE_TRAINING = {"lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 100, "clip_norm": 1.0, "ema_decay": 0.0}
 
 
 def apply_preset(name: str, train_options: dict, model_options: dict) -> tuple[dict, dict]:

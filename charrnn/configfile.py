@@ -11,7 +11,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from charrnn.config import ADDED_MODEL_OPTIONS, ModelConfig, TrainConfig, parse_duration
+from charrnn.config import ADDED_MODEL_OPTIONS, ADDED_TRAIN_OPTIONS, ModelConfig, TrainConfig, parse_duration
 from charrnn.errors import CharRNNError
 
 CONFIG = "config.toml"
@@ -56,6 +56,7 @@ def read(path: Path) -> tuple[dict, dict]:
         # Only a run writes vocab_size, and a run writes every option it had, so one missing here is
         # an option added since that run, which it trained without.
         options["model"] = {**ADDED_MODEL_OPTIONS, **options["model"]}
+        options["train"] = {**ADDED_TRAIN_OPTIONS, **options["train"]}
     return options["train"], options["model"]
 
 

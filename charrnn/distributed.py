@@ -7,6 +7,7 @@ streams, so the processes together see exactly the data one process would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -56,6 +57,18 @@ def start(group: Group, device: torch.device) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+@contextlib.contextmanager
+def local_leader_first(group: Group):
+    """The block runs in each machine's local rank 0 first, then in the other processes together; every
+    process passes one barrier, before the block or after it."""
+    leader = group.local_rank == 0
+    if group.active and not leader:
+        dist.barrier()
+    yield
+    if group.active and leader:
+        dist.barrier()
+
+
 def stop(all_done: bool) -> None:
     """Leave the process group. When every process got to the end of its run, they first wait for each
     other: a gloo process that tore its group down while another still held it open was seen to abort
@@ -79,6 +92,15 @@ def agree(
     dist.all_reduce(values)
     mean_loss, stops, main_elapsed = values.tolist()
     return mean_loss / group.world_size, stops > 0, main_elapsed
+
+
+def total(group: Group, values: list[float], device: torch.device) -> list[float]:
+    """`values` summed over every process (in float64, so counts stay exact); as they are without a group."""
+    if not group.active:
+        return values
+    summed = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(summed)
+    return summed.tolist()
 
 
 def gather(group: Group, value) -> list:

@@ -10,10 +10,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from charrnn import distributed
 from charrnn.data import WARMUP_CHARS
+from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
 
 CHUNK_LEN = 8192
+# Windows of a bounded score are shorter than chunks: more of them run side by side in fewer steps, and
+# under torchrun more processes get a share (32,768 characters make 16 windows).
+BOUNDED_WINDOW = 2048
 MAX_STREAMS = 64
 TIME_WINDOW = 1024
 # The most logits (streams x steps x vocabulary) one window may hold: 32 MB of fp32, which 64 streams
@@ -73,7 +78,15 @@ def scored_start(start: int, end: int) -> int:
 
 
 def evaluate(
-    model, ids: torch.Tensor, start: int, end: int, warmup: int = WARMUP_CHARS, counted: torch.Tensor | None = None
+    model,
+    ids: torch.Tensor,
+    start: int,
+    end: int,
+    warmup: int = WARMUP_CHARS,
+    counted: torch.Tensor | None = None,
+    *,
+    max_chars: int | None = None,
+    group: Group | None = None,
 ) -> EvalResult:
     """Cross-entropy of ids[start:end], each character predicted from everything before it.
 
@@ -84,10 +97,14 @@ def evaluate(
     much left context (or all there is), the first chunk of a validation or test split included.
     On a CPU, a vanilla RNN's or a GRU's chunks are shared among threads (`_worker_count`).
     The corpus's very first character has no context and is not scored.
+
+    `max_chars` bounds the work on a long span (`spans`). Under torchrun (`group`), each process
+    scores every world_size-th chunk and the totals are summed over the processes, so each of them
+    returns the score of the whole.
     """
-    start = scored_start(start, end)
     device = next(model.parameters()).device
-    chunks = [(s, min(s + CHUNK_LEN, end)) for s in range(start, end, CHUNK_LEN)]
+    group = group or Group()
+    chunks = spans(start, end, max_chars)[group.rank :: group.world_size]
     workers = _worker_count(model, device, len(chunks))
     was_training = model.training
     model.eval()
@@ -99,8 +116,26 @@ def evaluate(
     finally:
         model.train(was_training)
     nats, correct = torch.stack(totals).sum(0).tolist()
-    chars = end - start if counted is None else int(counted[start:end].sum())
-    return EvalResult(nats=nats, chars=chars, correct=int(correct))
+    chars = sum(e - s if counted is None else int(counted[s:e].sum()) for s, e in chunks)
+    nats, correct, chars = distributed.total(group, [nats, correct, chars], device)
+    return EvalResult(nats=nats, chars=int(chars), correct=int(correct))
+
+
+def spans(start: int, end: int, max_chars: int | None = None) -> list[tuple[int, int]]:
+    """The chunks of [start, end) that are scored, each at most CHUNK_LEN long: all of the span, or, when
+    it holds more than `max_chars` characters, windows of at most BOUNDED_WINDOW characters and about
+    `max_chars` in all, spread evenly over it and the same every time (so validations at different steps
+    score the same text, whatever the number of processes)."""
+    start = scored_start(start, end)
+    if max_chars is None or end - start <= max_chars:
+        return [(s, min(s + CHUNK_LEN, end)) for s in range(start, end, CHUNK_LEN)]
+    count = math.ceil(max_chars / BOUNDED_WINDOW)
+    length = max_chars // count
+    # Window k is centred in the k-th of `count` equal parts of the span; a part is longer than a window,
+    # since the span holds more than count * length characters, so windows never overlap.
+    part = (end - start) / count
+    firsts = [start + int((k + 0.5) * part - length / 2) for k in range(count)]
+    return [(first, first + length) for first in firsts]
 
 
 def _worker_count(model, device: torch.device, num_chunks: int) -> int:

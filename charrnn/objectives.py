@@ -1,6 +1,6 @@
 """What training minimises: the next character (`lm`) or characters hidden behind a mask (`fill`).
 
-An objective supplies the training batches and the validation loss; the Trainer keeps the rest
+An objective supplies the training batches and the validation score; the Trainer keeps the rest
 (budget, schedule, clipping, checkpoints, metrics, resume). Every batcher yields (inputs, targets,
 fresh) and has `streams`, `state_dict` and `load_state_dict`; `fresh` says that the hidden state
 starts over.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Split, StreamBatcher
+from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
 from charrnn.fill import Fill
@@ -31,8 +32,9 @@ class LanguageModel:
         c = self.config
         return StreamBatcher(ids, c.batch_size, c.seq_len, c.seed, first, count)
 
-    def validation_loss(self, model, ids, split: Split) -> float:
-        return evaluate(model, ids, split.start, split.end).loss
+    def validation_score(self, model, ids, split: Split, group: Group):
+        """At most --val-chars characters of the split, shared among the processes of `group`."""
+        return evaluate(model, ids, split.start, split.end, max_chars=self.config.val_chars, group=group)
 
 
 def check_splits(splits: dict[str, Split]) -> None:

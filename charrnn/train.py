@@ -47,6 +47,7 @@ class Progress:
     budget_fraction: float
     val_loss: float | None = None
     val_bpc: float | None = None
+    val_chars: int | None = None  # how many validation characters were scored
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,17 @@ class Trainer:
         self.ran_to_the_end = False
         self.config = resolved.train
 
-        if saved is not None:
-            encoded = checkpoint.training_text(saved, "Restore the original text, or start a new run without --resume")
-        else:
-            encoded = corpus_ids.load(self.config.data)
+        self.group = distributed.from_environment()
+        self.device = devices.resolve(self.config.device, self.group.local_rank)
+        distributed.start(self.group, self.device)
+        with distributed.local_leader_first(self.group):
+            # One process per machine encodes an uncached text; the others then read its cache.
+            if saved is not None:
+                encoded = checkpoint.training_text(
+                    saved, "Restore the original text, or start a new run without --resume"
+                )
+            else:
+                encoded = corpus_ids.load(self.config.data)
         self.data_sha256 = encoded.sha256
         known = saved or base
         self.vocab = Vocabulary(known["vocab"] if known is not None else encoded.chars)
@@ -143,14 +151,11 @@ class Trainer:
         self.model_config = ModelConfig(vocab_size=len(self.vocab), **resolved.model)
         self.objective = objective_for(self.config, self.model_config)
         check_splits(self.splits)
-        self.group = distributed.from_environment()
-        self.device = devices.resolve(self.config.device, self.group.local_rank)
         devices.check_precision(self.config.precision, self.device, self.model_config.cell)
         devices.check_memory(self.model_config, self.config, self.device)
         first, count = self.group.streams(self.config.batch_size)
         train_split = self.splits["train"]
         self.batcher = self.objective.batcher(self.ids[train_split.start : train_split.end], first, count)
-        distributed.start(self.group, self.device)
 
         torch.manual_seed(self.config.seed)
         self.model = CharRNN(self.model_config).to(self.device)
@@ -273,11 +278,11 @@ class Trainer:
                 content["model"] = self.average.model_state()
         return content
 
-    def validate(self) -> float:
+    def validate(self):
         split = self.splits["val"]
         with self.average.applied() if self.average is not None else contextlib.nullcontext():
             with devices.autocast(self.device, self.config.precision):
-                return self.objective.validation_loss(self.model, self.ids, split)
+                return self.objective.validation_score(self.model, self.ids, split, self.group)
 
     def run(self) -> Iterator[Progress]:
         params = list(self.model.parameters())
@@ -360,18 +365,17 @@ class Trainer:
         return CharRNNError(f"{what} became non-finite at step {step}. {' or '.join(advice).capitalize()}{saved}")
 
     def _evaluate_and_save(self, progress: Progress) -> Progress:
-        if not self.group.is_main:
-            # Rank 0 validates and writes; the others only hand it their share of the hidden state.
-            self._save_last()
-            return progress
         began = time.perf_counter()
-        val_loss = self.validate()
+        # Every process scores its share of the windows and gets the whole score; rank 0 writes.
+        score = self.validate()
+        val_loss = score.loss
         if not math.isfinite(val_loss) or not has_finite_weights(self.model):
             raise self._non_finite(self.step, "the validation loss or the weights")
         self.last_val_loss = val_loss
         if self.best_val_loss is None or val_loss < self.best_val_loss:
             self.best_val_loss = val_loss
-            checkpoint.save(self.run_dir.path / checkpoint.BEST, self.content(full=False))
+            if self.group.is_main:
+                checkpoint.save(self.run_dir.path / checkpoint.BEST, self.content(full=False))
         self.elapsed_s += time.perf_counter() - began
         self._save_last()
         # Validation time counts against the budget, so it may be the validation that ends it.
@@ -379,6 +383,7 @@ class Trainer:
             progress,
             val_loss=val_loss,
             val_bpc=val_loss / math.log(2),
+            val_chars=score.chars,
             elapsed_s=self.elapsed_s,
             budget_fraction=self.budget_fraction(),
         )

@@ -12,6 +12,7 @@ from charrnn.data import StreamBatcher
 from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
 from charrnn.train import open_training
+from tests.conftest import make_text
 
 # No dropout of any kind: each process draws its own masks, so only a model without them can match one process.
 SHAPE = {
@@ -118,3 +119,46 @@ def test_weight_drop_trains_under_two_processes(tmp_path, text_file):
     # Two processes without weight drop match one process (above); with it, the masks change the losses.
     assert losses(tmp_path / "two") != pytest.approx(losses(single_process(tmp_path / "one", text_file, 3)), rel=1e-5)
     assert checkpoint.load(tmp_path / "two" / "last.pt")["model_config"]["weight_drop"] == 0.25
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_validation_windows_and_score_like_one(tmp_path):
+    data = tmp_path / "long.txt"
+    data.write_text(make_text(200_000, seed=4))
+    # 9,000 of the 10,000 validation characters: two windows, one for each process.
+    reference = open_training(
+        tmp_path / "one", {"data": str(data), **TRAIN, "max_steps": 6, "val_chars": 9000, **SHAPE}
+    )
+    with reference:
+        for _ in reference.run():
+            pass
+    torchrun(tmp_path / "two", data, 6, "--val-chars=9000")
+
+    def validations(run_dir):
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [(line["val_bpc"], line["val_chars"]) for line in lines if line["val_bpc"] is not None]
+
+    (one_bpc, one_chars), (two_bpc, two_chars) = validations(tmp_path / "one")[-1], validations(tmp_path / "two")[-1]
+    assert one_chars == two_chars == 9000
+    assert two_bpc == pytest.approx(one_bpc, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_eval_under_torchrun_shares_the_chunks_and_matches_one_process(tiny_run, tmp_path):
+    text = tmp_path / "other.txt"
+    text.write_text(make_text(40_000, seed=5))  # five chunks of up to 8,192 characters
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    command = ["-m", "charrnn", "eval", str(tiny_run), "--data", str(text), "--device", "cpu", "--json"]
+    one = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env, timeout=120)
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *command],
+        capture_output=True,
+        text=True,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    (line,) = two.stdout.splitlines()  # only rank 0 reports
+    alone, shared = json.loads(one.stdout), json.loads(line)
+    assert shared["chars"] == alone["chars"] == 40_000 - 1
+    assert shared["bpc"] == pytest.approx(alone["bpc"], rel=1e-6)

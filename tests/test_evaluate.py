@@ -150,3 +150,29 @@ def test_a_large_vocabulary_is_scored_in_shorter_windows_to_the_same_result(monk
     result = evaluate(model, ids, 500, 2000, warmup=3000)
     assert max(window_logits) <= 5 * 13 * 7
     assert math.isclose(result.nats, full_context_nats(model, ids, 500, 2000), rel_tol=1e-5)
+
+
+def test_a_short_span_is_scored_whole_whatever_the_bound():
+    assert evaluate_module.spans(100, 9000, max_chars=10_000) == evaluate_module.spans(100, 9000)
+    assert sum(e - s for s, e in evaluate_module.spans(100, 9000)) == 8900
+
+
+@pytest.mark.parametrize("span, bound", [((1000, 200_000), 20_000), ((5, 50_000), 8192), ((0, 1_000_000), 100_000)])
+def test_a_long_span_is_scored_in_windows_spread_evenly_over_it(span, bound):
+    windows = evaluate_module.spans(*span, max_chars=bound)
+    assert windows == evaluate_module.spans(*span, max_chars=bound)  # the same text at every validation
+    assert bound - len(windows) < sum(e - s for s, e in windows) <= bound
+    part = (span[1] - span[0]) / len(windows)
+    assert span[0] <= windows[0][0] < span[0] + part and span[1] - part < windows[-1][1] <= span[1]
+    assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:]))
+    assert all(e - s <= evaluate_module.BOUNDED_WINDOW for s, e in windows)
+
+
+def test_a_bounded_score_is_the_score_of_its_windows_each_warmed_on_the_text_before_it():
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=11, hidden_size=16, embed_size=4, num_layers=1))
+    ids = torch.randint(11, (60_000,))
+    bounded = evaluate(model, ids, 5000, 60_000, max_chars=20_000)
+    windows = [evaluate(model, ids, s, e) for s, e in evaluate_module.spans(5000, 60_000, max_chars=20_000)]
+    assert bounded.chars == sum(w.chars for w in windows)
+    assert bounded.nats == pytest.approx(sum(w.nats for w in windows), rel=1e-6)

@@ -335,9 +335,15 @@ def test_serve_without_a_checkpoint_fails_with_an_error(tmp_path):
     assert result.exit_code == 1 and result.stderr.startswith("error: no checkpoint at")
 
 
-@pytest.mark.parametrize("port", ["70000", "-1", "http"])
-def test_serve_refuses_a_bad_port(tiny_run, port):
-    assert run_cli("serve", tiny_run, "--port", port).exit_code == 2
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_refuses_a_port_out_of_range_before_loading(tiny_run, port):
+    result = run_cli("serve", tiny_run, "--port", port)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: --port must be at least 0 and at most 65535, got {port}")
+
+
+def test_serve_refuses_a_port_that_is_not_a_number(tiny_run):
+    assert run_cli("serve", tiny_run, "--port", "http").exit_code == 2
 
 
 def test_serve_refuses_a_fill_model(tiny_run, tmp_path):

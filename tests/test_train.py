@@ -9,6 +9,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.errors import CharRNNError
+from charrnn.evaluate import EvalResult
 from charrnn.train import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, make_text, train_run
 
@@ -43,7 +44,7 @@ def test_the_last_progress_ends_the_budget_when_validation_ends_it(tmp_path, tex
         tmp_path / "run",
         {"data": str(text_file), **TINY_TRAIN, "max_steps": None, "max_time": 1.0, "eval_every": 1, **TINY_MODEL},
     )
-    monkeypatch.setattr(trainer, "validate", lambda: time.sleep(1.2) or 1.0)
+    monkeypatch.setattr(trainer, "validate", lambda: time.sleep(1.2) or EvalResult(nats=100.0, chars=100, correct=0))
     try:
         reported = list(trainer.run())
     finally:
@@ -58,6 +59,8 @@ def test_metrics_lines_hold_the_documented_keys(tiny_run):
     assert [line["step"] for line in lines] == list(range(1, 31))
     for key in ("step", "elapsed_s", "lr", "train_loss", "grad_norm", "chars_per_s", "clipped"):
         assert key in lines[0]
+    validations = [line for line in lines if line["val_bpc"] is not None]
+    assert validations and all(line["val_chars"] > 0 for line in validations)
     evaluated = [line for line in lines if line["val_bpc"] is not None]
     assert [line["step"] for line in evaluated] == [10, 20, 30]
     assert math.isclose(evaluated[0]["val_bpc"], evaluated[0]["val_loss"] / math.log(2))

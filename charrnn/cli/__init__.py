@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn import __version__
-from charrnn.cli import describe, generation, lessons, performance, scoring, training
+from charrnn.cli import cache, describe, exporting, generation, lessons, performance, scoring, serving, training
 from charrnn.cli.common import out
 
 app = typer.Typer(
@@ -29,6 +29,9 @@ COMMANDS = {
     "compare": lessons.compare,
     "gradients": lessons.gradients,
     "bench": performance.bench,
+    "cache": cache.cache_command,
+    "export": exporting.export_command,
+    "serve": serving.serve_command,
 }
 for name, command in COMMANDS.items():
     app.command(name)(command)

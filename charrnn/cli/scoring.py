@@ -59,7 +59,7 @@ def eval_command(
     A fill model is scored on characters hidden as in training (the same ones every time): accuracy
     and bits per character."""
     use_threads(threads)
-    from charrnn import checkpoint, corpus_ids
+    from charrnn import checkpoint, corpus_ids, distributed
     from charrnn.api import load
     from charrnn.data import splits
     from charrnn.dynamic import dynamic_evaluate
@@ -95,7 +95,17 @@ def eval_command(
         report["dynamic"] = dataclasses.asdict(settings)
         what += " (dynamic evaluation)"
     else:
-        result = evaluate(loaded.model, ids, start, end)
+        # Under torchrun the processes share the chunks, and only rank 0 reports.
+        group = distributed.from_environment()
+        distributed.start(group, next(loaded.model.parameters()).device)
+        try:
+            result = evaluate(loaded.model, ids, start, end, group=group)
+        except BaseException:
+            distributed.stop(all_done=False)
+            raise
+        distributed.stop(all_done=True)
+        if not group.is_main:
+            return
     report = result.as_dict() | report | ({"skipped": skipped} if skip_unknown else {})
     if not as_json:
         out.print(

@@ -88,6 +88,7 @@ def train(
     max_steps: opt(T, "max_steps") = None,
     max_time: opt(T, "max_time") = None,
     eval_every: opt(T, "eval_every") = None,
+    val_chars: opt(T, "val_chars") = None,
     objective: opt(T, "objective") = None,
     bidirectional: opt(M, "bidirectional") = None,
     mask_rate: opt(T, "mask_rate") = None,
