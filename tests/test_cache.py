@@ -130,3 +130,16 @@ def test_the_cache_command_reports_a_bad_bound_as_an_error(monkeypatch):
     result = runner.invoke(app, ["cache"])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: $CHARRNN_CACHE_MAX_MB is 'lots', not a size in megabytes. Set it")
+
+
+def test_a_cache_that_cannot_be_written_is_one_note_and_training_goes_on(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(cache.DIR_VARIABLE, str(blocker / "cache"))
+    (text,) = texts(tmp_path, 1)
+    args = ["--hidden-size", "16", "--embed-size", "4", "--layers", "1", "--seq-len", "16", "--batch-size", "4"]
+    result = runner.invoke(app, ["train", "--data", str(text), *args, "--max-steps", "2", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "in memory" in notes[0]
+    assert "Warning" not in result.stderr

@@ -8,6 +8,7 @@ import math
 import os
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from charrnn.cli.options import opt
 from charrnn.config import TrainConfig
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, Notice
 from charrnn.options import OptionError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -58,7 +59,9 @@ def handles_errors(command):
     def wrapper(*args, **kwargs):
         replaceable_output()
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _notes_first(warnings.showwarning)
+                return command(*args, **kwargs)
         except OptionError as e:
             fail(e.for_flags())
         except CharRNNError as e:
@@ -135,11 +138,16 @@ def read_text_file(path: Path, flag: str) -> str:
     return decode_text(data, str(path))
 
 
-def default_note(owner, name: str) -> str:
-    """A default for --help, read from the dataclass or module that holds it: the options themselves default
-    to None so that a resume, a config file and a preset can tell which ones the user gave. The bracket is
-    escaped from rich's markup."""
-    return f" \\[default: {getattr(owner, name)}]"
+def _notes_first(show):
+    """A Notice from the core is one `note: ...` line on stderr; any other warning is shown as Python shows it."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Notice):
+            err.print(f"note: {message}", markup=False)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return show_warning
 
 
 def progress_bar(main: bool = True, **kwargs) -> tqdm:
@@ -151,8 +159,3 @@ def use_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import CheckpointArgument, err, fail, format_seconds, handles_errors, out, print_json
+from charrnn.cli.common import CheckpointArgument, err, fail, handles_errors, out, print_json
+from charrnn.config import format_duration
 
 
 @handles_errors
@@ -57,7 +58,7 @@ def info(
             f"dropout {model['dropout']:g}; {report['parameters']:,} parameters",
         ),
         ("vocabulary", f"{report['vocab_size']} characters: {json.dumps(report['vocab'], ensure_ascii=False)}"),
-        ("trained", f"{report['step']:,} steps in {format_seconds(report['elapsed_s'])}"),
+        ("trained", f"{report['step']:,} steps in {format_duration(report['elapsed_s'])}"),
         ("validation", f"best {score(report['best_val_bpc'])}, last {score(report['last_val_bpc'])}"),
         ("resumable", "yes (last.pt)" if report["resumable"] else "no (weights only)"),
         ("options", ", ".join(f"{k}={v}" for k, v in train_options.items() if v is not None)),
