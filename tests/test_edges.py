@@ -202,3 +202,10 @@ def test_threads_beyond_what_torch_takes_are_a_usage_error(tiny_run):
 def test_a_text_with_nothing_to_score_is_an_error_for_a_fill_model_too(fill_run, tmp_path):
     (tmp_path / "one.txt").write_text("T")
     assert_error(run("eval", fill_run, "--data", tmp_path / "one.txt"), "nothing to score")
+
+
+def test_the_largest_seed_trains_a_fill_model(tmp_path):
+    data = tmp_path / "text.txt"
+    data.write_text(make_text(20_000))
+    outcome = train_run(tmp_path / "run", data, model=TINY_FILL, objective="fill", max_steps=1, seed=2**64 - 1)
+    assert outcome.step == 1
