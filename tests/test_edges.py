@@ -209,3 +209,9 @@ def test_the_largest_seed_trains_a_fill_model(tmp_path):
     data.write_text(make_text(20_000))
     outcome = train_run(tmp_path / "run", data, model=TINY_FILL, objective="fill", max_steps=1, seed=2**64 - 1)
     assert outcome.step == 1
+
+
+def test_a_seed_beyond_64_bits_is_refused_by_gradients_too(tmp_path):
+    (tmp_path / "text.txt").write_text(make_text(20_000))
+    fresh = ["gradients", "--data", tmp_path / "text.txt", "--hidden-size", 8, "--steps", 2, "--windows", 1]
+    assert_error(run(*fresh, "--seed", -(2**63) - 1), "--seed must be at least 0")

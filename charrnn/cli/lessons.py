@@ -13,7 +13,7 @@ from rich.table import Table
 from charrnn.cli.common import ThreadsOption, err, fail, handles_errors, out, print_json, progress_bar, use_threads
 from charrnn.cli.options import given, opt, plain
 from charrnn.comparisons import COMPARE_EVAL_EVERY, COMPARE_MAX_TIME_S, COMPARE_SHAPE, DEFAULT_SET, select
-from charrnn.config import ModelConfig, TrainConfig, parse_duration
+from charrnn.config import ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charrnn.options import default_of
 
 M, T, SHAPE = ModelConfig, TrainConfig, COMPARE_SHAPE
@@ -170,7 +170,8 @@ def gradients(
     from charrnn.gradients import FreshModel, measure_checkpoint, measure_fresh, parse_spec
 
     one_model = given({"cell": cell, "init": init, "nonlinearity": nonlinearity})
-    seed = plain(seed, default_of(T, "seed"))
+    # The seed's one rule (0 to 2**64 - 1), from the config that holds it without fields that must be set.
+    seed = SampleConfig(seed=plain(seed, default_of(T, "seed"))).seed
     if (checkpoints or model) and (any(one_model.values()) or init_scale is not None):
         fail(
             "--cell, --init, --init-scale and --nonlinearity describe a single fresh model. Use --model SPEC instead", 2
