@@ -150,6 +150,18 @@ def _notes_first(show):
     return show_warning
 
 
+def end_process(code: int, distributed: bool):
+    """End a command with `code`. Under torchrun the process ends here, its output flushed: once the process
+    group is gone, gloo's threads can abort the interpreter's shutdown (SIGABRT, "terminate called without an
+    active exception") after a run that succeeded, and os._exit skips the C++ destructors where that happens."""
+    if distributed:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
+
+
 def progress_bar(main: bool = True, **kwargs) -> tqdm:
     return tqdm(file=sys.stderr, disable=not (main and sys.stderr.isatty()), dynamic_ncols=True, **kwargs)
 

@@ -11,6 +11,7 @@ from charrnn.cli.common import (
     CheckpointArgument,
     DeviceOption,
     ThreadsOption,
+    end_process,
     fail,
     handles_errors,
     out,
@@ -89,14 +90,14 @@ def eval_command(
         eval_fill(loaded, ids, start, end, split if data is None else "test", what, compare, counts, as_json, device)
         return
     report = {}
+    # Under torchrun the processes share the chunks of a plain score, and only rank 0 reports.
+    group = distributed.Group() if dynamic else distributed.from_environment()
     if dynamic:
         with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
             result = dynamic_evaluate(loaded.model, ids, start, end, settings, on_progress=bar.update)
         report["dynamic"] = dataclasses.asdict(settings)
         what += " (dynamic evaluation)"
     else:
-        # Under torchrun the processes share the chunks, and only rank 0 reports.
-        group = distributed.from_environment()
         distributed.start(group, next(loaded.model.parameters()).device)
         try:
             result = evaluate(loaded.model, ids, start, end, group=group)
@@ -105,7 +106,7 @@ def eval_command(
             raise
         distributed.stop(all_done=True)
         if not group.is_main:
-            return
+            end_process(0, group.active)
     report = result.as_dict() | report | ({"skipped": skipped} if skip_unknown else {})
     if not as_json:
         out.print(
@@ -120,6 +121,7 @@ def eval_command(
         fail("the score is not finite. The checkpoint may hold non-finite weights; use an earlier one")
     if as_json:
         print_json(report)
+    end_process(0, group.active)
 
 
 def eval_fill(loaded, ids, start, end, split_name, what, compare, counts, as_json, device) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from charrnn import corpus
 from charrnn.cli.common import (
+    end_process,
     err,
     fail,
     handles_errors,
@@ -182,8 +183,9 @@ def train(
         trainer.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+    distributed = trainer.group.active
     if not main:
-        raise typer.Exit(SIGNAL_EXIT[received[0]] if received else 0)
+        end_process(SIGNAL_EXIT[received[0]] if received else 0, distributed)
     best = "none yet" if outcome.best_val_bpc is None else f"{outcome.best_val_bpc:.3f} bpc"
     err.print(
         f"step {outcome.step}, {format_duration(outcome.elapsed_s)}; best validation {best}; "
@@ -193,11 +195,12 @@ def train(
     if received:
         how = "the same torchrun command with --resume, or " if trainer.group.active else ""
         err.print(f"stopped; resume with: {how}charrnn train --out {outcome.out_dir} --resume", markup=False)
-        raise typer.Exit(SIGNAL_EXIT[received[0]])
+        end_process(SIGNAL_EXIT[received[0]], distributed)
     if trainer.config.objective == "fill":
         err.print(f"fill gaps with: charrnn fill {outcome.out_dir} 'a text with ____ to fill'", markup=False)
     else:
         err.print(f"sample with: charrnn sample {outcome.out_dir}", markup=False)
+    end_process(0, distributed)
 
 
 def placement(trainer) -> str:
