@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import io
+import math
 import zipfile
 from pathlib import Path
 
@@ -162,4 +163,28 @@ def training_content(*, model_config, train_config, vocab, data_sha256: str, mod
         "data_sha256": data_sha256,
         "model": model_state,
         **progress,
+    }
+
+
+def report(path: Path, content: dict) -> dict:
+    """What a checkpoint holds, as `charrnn info --json` prints it and `charrnn serve` answers at /v1/model."""
+    model = content["model_config"]
+
+    def bpc(key: str) -> float | None:
+        loss = content.get(key)
+        return None if loss is None else loss / math.log(2)
+
+    return {
+        "checkpoint": str(path),
+        "charrnn_version": content.get("charrnn_version"),
+        "model": model,
+        "parameters": sum(t.numel() for t in content["model"].values()),
+        "vocab_size": len(content["vocab"]),
+        "vocab": "".join(content["vocab"]),
+        "train": content["train_config"],
+        "step": content["step"],
+        "elapsed_s": content["elapsed_s"],
+        "best_val_bpc": bpc("best_val_loss"),
+        "last_val_bpc": bpc("last_val_loss"),
+        "resumable": "optimizer" in content,
     }

@@ -125,30 +125,6 @@ class ErrorResponse(BaseModel):
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 422, 429)}
 
 
-def model_report(path: Path, content: dict) -> dict:
-    """What `charrnn info --json` prints about a checkpoint."""
-    model = content["model_config"]
-
-    def bpc(key: str) -> float | None:
-        loss = content.get(key)
-        return None if loss is None else loss / math.log(2)
-
-    return {
-        "checkpoint": str(path),
-        "charrnn_version": content.get("charrnn_version"),
-        "model": model,
-        "parameters": sum(t.numel() for t in content["model"].values()),
-        "vocab_size": len(content["vocab"]),
-        "vocab": "".join(content["vocab"]),
-        "train": content["train_config"],
-        "step": content["step"],
-        "elapsed_s": content["elapsed_s"],
-        "best_val_bpc": bpc("best_val_loss"),
-        "last_val_bpc": bpc("last_val_loss"),
-        "resumable": "optimizer" in content,
-    }
-
-
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -225,7 +201,7 @@ def build_app(
     """The API and playground for `loaded`, a language model; the stepping thread starts now."""
     loaded.require("lm")
     batcher = Batcher(loaded.model, loaded.vocab, max_concurrent)
-    report = model_report(checkpoint.resolve(checkpoint_path), loaded.content)
+    report = checkpoint.report(checkpoint.resolve(checkpoint_path), loaded.content)
     limits = {"max_length": max_length, "max_concurrent": max_concurrent, "max_body_bytes": max_body_bytes}
     pages = {
         route: ((importlib.resources.files("charrnn") / "playground" / name).read_bytes(), media_type)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,24 +24,7 @@ def info(
     content = checkpoint.load(path)
     model, train_options = content["model_config"], content["train_config"]
 
-    def bpc(key: str) -> float | None:
-        loss = content.get(key)
-        return None if loss is None else loss / math.log(2)
-
-    report = {
-        "checkpoint": str(path),
-        "charrnn_version": content.get("charrnn_version"),
-        "model": model,
-        "parameters": sum(t.numel() for t in content["model"].values()),
-        "vocab_size": len(content["vocab"]),
-        "vocab": "".join(content["vocab"]),
-        "train": train_options,
-        "step": content["step"],
-        "elapsed_s": content["elapsed_s"],
-        "best_val_bpc": bpc("best_val_loss"),
-        "last_val_bpc": bpc("last_val_loss"),
-        "resumable": "optimizer" in content,
-    }
+    report = checkpoint.report(path, content)
     if as_json:
         print_json(report)
         return
