@@ -7,6 +7,7 @@ left by a killed process matches `.*<TEMP_MARK>*`.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,9 @@ def replacing(path: Path) -> Iterator[Path]:
     (OSError) reach the caller, who knows what to tell the user.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # The rename would put a regular file where a FIFO or a device (/dev/null, for root) was.
+        raise FileExistsError(errno.EEXIST, "it is not a regular file, which a write would replace", str(path))
     tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
     try:
         yield tmp

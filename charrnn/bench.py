@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import resource
 import statistics
 import sys
@@ -28,8 +29,11 @@ from torch import nn
 from charrnn import corpus, corpus_ids
 from charrnn.config import ModelConfig, SampleConfig, TrainConfig
 from charrnn.data import TRAIN_FRACTION, Vocabulary, min_train_chars
+from charrnn.device import check_memory
+from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
 from charrnn.model import CharRNN, layer_weights
+from charrnn.sample import check_memory as check_sampling_memory
 from charrnn.sample import choose, column_major, generate
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -387,11 +391,17 @@ def run(
     the shape takes its vocabulary size.
     """
     announce = on_stage or (lambda name: None)
+    if not math.isfinite(min_time_s):
+        raise CharRNNError(f"--min-time must be a finite number of seconds, got {min_time_s}. Pass e.g. 5")
     corpus_bench = None
     if data is not None:
         announce("encoding the corpus")
         corpus_bench = encoding(data)
         shape = dataclasses.replace(shape, vocab_size=corpus_bench.vocab_size)
+    # A shape too large for the machine is refused before anything is allocated, as training refuses it.
+    model, cpu = shape.model_config(), torch.device("cpu")
+    check_memory(model, TrainConfig(batch_size=shape.batch_size, seq_len=shape.seq_len, max_steps=1), cpu)
+    check_sampling_memory(model, cpu, shape.num_samples)
     announce("matrix-multiply peak")
     matmul = matmul_peak_gflops(shape, min_time_s)
     announce("training step and bare fused cell")

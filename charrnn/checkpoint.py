@@ -82,6 +82,11 @@ def resolve(path: Path) -> Path:
     """A run directory means its best.pt."""
     path = Path(path)
     if path.is_dir():
+        if not (path / BEST).is_file() and (path / LAST).is_file():
+            raise CharRNNError(
+                f"{path} has no {BEST} yet (the first validation writes it); its {LAST} holds the latest weights. "
+                f"Pass {path / LAST}"
+            )
         path = path / BEST
     if not path.is_file():
         raise CharRNNError(f"no checkpoint at {path}. Pass a run directory or a .pt file written by `charrnn train`")
@@ -93,7 +98,7 @@ def _check_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):  # the last: a damaged version byte
         raise CharRNNError(
             f"{path} is not a charrnn checkpoint (not a torch archive, or truncated). "
             "Pass a checkpoint written by `charrnn train`, e.g. the run's last.pt"

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError
-from charrnn.options import SEED_LIMIT, OptionError, check_fields, option
+from charrnn.options import FLOAT32_MAX, SEED_LIMIT, OptionError, check_fields, option
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -37,6 +37,9 @@ DEFAULT_MAX_STEPS = 1350
 # What one validation scores at most: few enough that it takes about a second for the default LSTM on two
 # CPU cores whatever the size of the corpus. Alice's validation split is shorter, so it is scored whole.
 VAL_CHARS = 2**15
+
+# torch.optim.AdamW's default first beta, which the trainer keeps.
+ADAMW_BETA1 = 0.9
 
 MODEL, REGULARISATION = "Model", "Regularisation"
 DATA, OPTIMISATION, BUDGET, HARDWARE, FILL = "Data", "Optimisation", "Budget", "Hardware", "Fill objective"
@@ -135,6 +138,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        # AdamW hands torch lr / (1 - beta1) at its first step, and lr * weight_decay, as 32-bit floats.
+        if self.lr * max(1 / (1 - ADAMW_BETA1), self.weight_decay) > FLOAT32_MAX:
+            raise OptionError(
+                TrainConfig,
+                "lr",
+                f"{self.lr:g} with {{weight_decay}} {self.weight_decay:g} overflows the 32-bit floats AdamW "
+                "steps in. Pass a smaller {lr}",
+            )
         if self.objective == "fill" and self.mask_span > self.seq_len:
             raise OptionError(
                 TrainConfig, "mask_span", f"must be at most {{seq_len}} ({self.seq_len}), got {self.mask_span}"

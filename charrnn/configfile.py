@@ -26,6 +26,9 @@ _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 def read(path: Path) -> tuple[dict, dict]:
     """The train and model options a file gives, checked against the fields they name."""
     path = Path(path)
+    if path.is_char_device() or path.is_block_device():
+        # A pipe is read (--config <(...)), but a device such as /dev/zero never ends.
+        raise CharRNNError(f"{path} is a device, not a config file. Pass the path of a TOML file to --config")
     try:
         tables = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tomllib
 import urllib.error
 import urllib.request
@@ -155,14 +156,38 @@ def is_present(entry: CorpusEntry, corpora_dir: Path = CORPORA_DIR) -> bool:
     return (corpora_dir / entry.file).is_file()
 
 
+# What a path names when it is not a regular file, which charrnn reads whole (and a corpus twice).
+NOT_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_file(path: Path | str) -> str | None:
+    """What `path` names when that is not a regular file ("a directory", "a FIFO (a named pipe)"...), else None.
+    Raises FileNotFoundError when nothing is there, ValueError for a name with a NUL, OSError when unreadable."""
+    mode = os.stat(path).st_mode
+    return next((name for test, name in NOT_FILES if test(mode)), None)
+
+
 def resolve(data: str, corpora_dir: Path = CORPORA_DIR) -> Path:
     """The file behind `--data`: a known corpus name (fetched on first use) or a path."""
     entries = registry()
+    fix = f"Pass the path of a UTF-8 text file or a known corpus ({', '.join(sorted(entries))})"
+    if not data.strip():
+        raise CharRNNError(f"--data is empty. {fix}")
     if data in entries and not Path(data).is_file():
         path = corpora_dir / entries[data].file
         return path if path.is_file() else fetch(data, corpora_dir=corpora_dir, entries=entries)[0]
-    path = Path(data)
-    if not path.is_file():
-        known = ", ".join(sorted(entries))
-        raise CharRNNError(f"no such file: {data}. Pass the path of a UTF-8 text file or a known corpus ({known})")
-    return path
+    try:
+        kind = not_a_file(data)
+    except (FileNotFoundError, ValueError):
+        raise CharRNNError(f"no such file: {data}. {fix}") from None
+    except OSError as e:
+        raise CharRNNError(f"cannot read {data} ({e.strerror or e}). {fix}") from None
+    if kind is not None:
+        raise CharRNNError(f"{data} is {kind}, not a text file. {fix}")
+    return Path(data)

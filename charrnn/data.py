@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from charrnn.errors import CharRNNError
+from charrnn.options import SEED_LIMIT
 
 TRAIN_FRACTION = 0.90
 VAL_FRACTION = 0.05
@@ -39,7 +40,8 @@ class Vocabulary:
         """Ids of `text` in the smallest integer dtype that holds the vocabulary."""
         if not text:
             return torch.empty(0, dtype=self.dtype)
-        codepoints = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
+        # A lone surrogate (a byte that was not UTF-8) keeps its code point: a character the model never saw.
+        codepoints = torch.frombuffer(bytearray(text.encode("utf-32-le", "surrogatepass")), dtype=torch.int32)
         known = torch.tensor([ord(c) for c in self.chars] or [0], dtype=torch.int64)
         table = torch.full((max(int(codepoints.max()), int(known.max())) + 1,), -1, dtype=torch.int32)
         table[known[: len(self.chars)]] = torch.arange(len(self.chars), dtype=torch.int32)
@@ -124,7 +126,8 @@ class StreamBatcher:
     def _layout(self) -> None:
         n, b, t = len(self.ids), self.batch_size, self.seq_len
         max_offset = min(t - 1, n - 1 - b * t)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # Wrapped to the 64 bits torch takes: --seed may be any of them.
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (SEED_LIMIT + 1))
         offset = int(torch.randint(0, max_offset + 1, (1,), generator=generator))
         stream_len = (n - 1 - offset) // b
         self.windows_per_epoch = stream_len // t

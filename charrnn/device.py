@@ -113,10 +113,12 @@ def parameter_count(model) -> int:
     directions = 2 if model.bidirectional else 1
     gates, hidden = GATES[model.cell], model.hidden_size
     count = model.vocab_size * model.embed_size + (hidden * directions + 1) * model.vocab_size
-    for layer in range(model.num_layers):
-        inputs = model.embed_size if layer == 0 else hidden * directions
-        count += directions * gates * hidden * (inputs + hidden + 2)
-    return count
+
+    def layer(inputs: int) -> int:
+        return directions * gates * hidden * (inputs + hidden + 2)
+
+    # Counted, not looped over: --layers 10**12 is refused at once.
+    return count + layer(model.embed_size) + (model.num_layers - 1) * layer(hidden * directions)
 
 
 def training_bytes(model, train) -> int:
@@ -152,8 +154,12 @@ def check_memory(model, train, device: torch.device) -> None:
     """A model too large for the machine is refused before anything is allocated, not killed midway."""
     needed, available = training_bytes(model, train), available_bytes(device)
     if available is not None and needed > available:
+        # The advice names what takes the memory: the weights (and their gradients, moments and average), or
+        # one window's activations.
+        weights = 4 * 5 * parameter_count(model)
+        fix = "--hidden-size or --layers" if weights >= needed - weights else "--batch-size, --seq-len or --layers"
         raise CharRNNError(
             f"a {model.num_layers} x {model.hidden_size} {model.cell} ({parameter_count(model):,} parameters) "
-            f"needs at least {needed / 2**30:,.1f} GiB to train, and {device} has {available / 2**30:,.1f} GiB "
-            "free. Pass a smaller --hidden-size or --layers"
+            f"at batch {train.batch_size} x {train.seq_len} needs at least {needed / 2**30:,.1f} GiB to train, and "
+            f"{device} has {available / 2**30:,.1f} GiB free. Pass a smaller {fix}"
         )

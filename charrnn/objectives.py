@@ -17,8 +17,7 @@ from charrnn.fill import Fill
 
 BIDIRECTIONAL_LM = (
     "a bidirectional model cannot be a language model: its backward direction reads the text from the right, "
-    "so it would see each character it is asked to predict, and it cannot generate text left to right. "
-    "Leave out --bidirectional, or pass --objective fill to train a model that fills gaps"
+    "so it would see each character it is asked to predict, and it cannot generate text left to right"
 )
 
 
@@ -47,7 +46,8 @@ def check_splits(splits: dict[str, Split]) -> None:
         )
 
 
-def objective_for(config: TrainConfig, model_config: ModelConfig):
+def objective_for(config: TrainConfig, model_config: ModelConfig, origin: dict | None = None):
+    """The objective of `config`; `origin` (field name -> where its value came from) makes the advice true."""
     if config.objective == "fill":
         if not model_config.bidirectional:
             raise CharRNNError(
@@ -56,5 +56,12 @@ def objective_for(config: TrainConfig, model_config: ModelConfig):
             )
         return Fill(config, model_config)
     if model_config.bidirectional:
-        raise CharRNNError(BIDIRECTIONAL_LM)
+        source = (origin or {}).get("bidirectional", "command line")
+        if source == "command line":
+            fix = "Leave out --bidirectional, or pass --objective fill to train a model that fills gaps"
+        elif source == "--init-from model":
+            fix = "The --init-from model is a fill model: pass --objective fill, or --init-from a language model"
+        else:
+            fix = f"The {source} makes it bidirectional: pass --no-bidirectional, or --objective fill"
+        raise CharRNNError(f"{BIDIRECTIONAL_LM}. {fix}")
     return LanguageModel(config)

@@ -71,6 +71,8 @@ class OptionError(CharRNNError):
 
 # Seeds go to torch.manual_seed, which takes 64 bits.
 SEED_LIMIT = 2**64 - 1
+# torch computes in 32-bit floats and turns every number it is handed into one: beyond this it overflows.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_fields(config) -> None:
@@ -87,7 +89,27 @@ def check_fields(config) -> None:
             raise OptionError(cls, field.name, problem + example)
 
 
+def not_utf8(text: str) -> str | None:
+    """Where `text` holds bytes that are not UTF-8, e.g. `\\xff\\xfe at character 3`, or None. Python hands such
+    bytes over (in argv, in file names) as lone surrogates, U+DC80 to U+DCFF for 0x80 to 0xff."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        shown = "".join(
+            f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
+            for c in text[e.start : e.end][:8]
+        )
+        return f"{shown} at character {e.start + 1}"
+    return None
+
+
 def _problem(value, spec: Spec, annotation: str) -> str | None:
+    if isinstance(value, str) and not_utf8(value) is not None:
+        # A run records its options in config.toml, whose strings are UTF-8: a path in other bytes cannot be.
+        return (
+            f"{value!r} holds bytes that are not UTF-8 ({not_utf8(value)}), which a run's config.toml cannot "
+            "record; rename it in UTF-8"
+        )
     if spec.choices is not None:
         if value not in spec.choices:
             return f"must be one of {', '.join(spec.choices)}, got {value!r}"
@@ -96,6 +118,8 @@ def _problem(value, spec: Spec, annotation: str) -> str | None:
         return None
     if "float" in annotation and not math.isfinite(value):
         return f"must be a finite number, got {value}"
+    if "float" in annotation and abs(value) > FLOAT32_MAX:
+        return f"must be at most {FLOAT32_MAX:.4g} in size, the largest 32-bit float, got {value:g}"
     if "float" not in annotation and isinstance(value, float):
         return f"must be a whole number, got {value}"
     low_ok = (spec.min is None or value >= spec.min) and (spec.above is None or value > spec.above)

@@ -27,8 +27,10 @@ from charrnn.averaging import WeightAverage
 from charrnn.config import ModelConfig, to_dict
 from charrnn.data import Vocabulary, splits
 from charrnn.errors import CharRNNError
+from charrnn.evaluate import DIVERGED_FACTOR, diverged
 from charrnn.model import CharRNN, detach_state, has_finite_weights
 from charrnn.objectives import check_splits, objective_for
+from charrnn.options import SEED_LIMIT
 from charrnn.resolve import Resolved, Sources, resolve
 from charrnn.rundir import METRICS, RunDir
 
@@ -149,7 +151,7 @@ class Trainer:
         self.ids, self.skipped_chars = encoded.under(self.vocab, skip_unknown=self.config.skip_unknown)
         self.splits = splits(len(self.ids))
         self.model_config = ModelConfig(vocab_size=len(self.vocab), **resolved.model)
-        self.objective = objective_for(self.config, self.model_config)
+        self.objective = objective_for(self.config, self.model_config, resolved.origin)
         check_splits(self.splits)
         devices.check_precision(self.config.precision, self.device, self.model_config.cell)
         devices.check_memory(self.model_config, self.config, self.device)
@@ -161,7 +163,7 @@ class Trainer:
         self.model = CharRNN(self.model_config).to(self.device)
         if self.group.rank:
             # Every process starts from rank 0's weights (DDP copies them); dropout masks differ per process.
-            torch.manual_seed(self.config.seed + self.group.rank)
+            torch.manual_seed((self.config.seed + self.group.rank) % (SEED_LIMIT + 1))
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -318,6 +320,8 @@ class Trainer:
                 # Under fp16 an overflowing gradient is expected now and then: the scaler skips that step.
                 if not (math.isfinite(train_loss) and (math.isfinite(grad_norm) or self.scaler.is_enabled())):
                     raise self._non_finite(self.step + 1)
+                if diverged(train_loss, len(self.vocab)):
+                    raise self._non_finite(self.step + 1, "the training loss", train_loss)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 if self.average is not None:
@@ -354,7 +358,9 @@ class Trainer:
         if self.group.is_main:
             checkpoint.save(self.run_dir.path / checkpoint.LAST, content)
 
-    def _non_finite(self, step: int, what: str = "the loss or gradient") -> CharRNNError:
+    def _non_finite(self, step: int, what: str = "the loss or gradient", loss: float | None = None) -> CharRNNError:
+        """The error for a run that diverged: to a value that is not finite, or to a finite `loss` far worse
+        than guessing uniformly (`evaluate.diverged`)."""
         advice = [f"lower {self.resolved.named('lr', f'{self.config.lr:g}')}"]
         if not self.config.clip_norm or self.config.clip_norm > 1:
             advice.append("clip gradients with --clip-norm 1")
@@ -362,7 +368,13 @@ class Trainer:
             advice.append(f"clip harder than {self.resolved.named('clip_norm', self.config.clip_norm)}, e.g. 0.25")
         last = self.run_dir.path / checkpoint.LAST
         saved = f"; the last good checkpoint is {last}" if last.is_file() else "; no checkpoint was written yet"
-        return CharRNNError(f"{what} became non-finite at step {step}. {' or '.join(advice).capitalize()}{saved}")
+        happened = f"{what} became non-finite at step {step}"
+        if loss is not None:
+            happened = (
+                f"{what} diverged at step {step}: {loss / math.log(2):.4g} bits per character, over "
+                f"{DIVERGED_FACTOR} times the {math.log2(len(self.vocab)):.2f} of guessing uniformly"
+            )
+        return CharRNNError(f"{happened}. {' or '.join(advice).capitalize()}{saved}")
 
     def _evaluate_and_save(self, progress: Progress) -> Progress:
         began = time.perf_counter()
@@ -371,6 +383,8 @@ class Trainer:
         val_loss = score.loss
         if not math.isfinite(val_loss) or not has_finite_weights(self.model):
             raise self._non_finite(self.step, "the validation loss or the weights")
+        if diverged(val_loss, len(self.vocab)):
+            raise self._non_finite(self.step, "the validation loss", val_loss)
         self.last_val_loss = val_loss
         if self.best_val_loss is None or val_loss < self.best_val_loss:
             self.best_val_loss = val_loss

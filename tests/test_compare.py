@@ -125,7 +125,7 @@ def test_a_diverging_configuration_is_a_result(tmp_path):
     for _ in comparison.run():
         pass
     diverged, finished = comparison.rows
-    assert "non-finite" in diverged.error and diverged.steps < 4
+    assert "diverged at step" in diverged.error and diverged.steps < 4
     assert finished.error is None and finished.steps == 4
 
 

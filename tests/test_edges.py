@@ -2,16 +2,23 @@
 
 import json
 import os
+import shutil
+import signal
+import stat
+import threading
+import time
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from charrnn import checkpoint
+from charrnn.api import load
 from charrnn.cli import app
+from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult
 from charrnn.rundir import METRICS, RunDir, read_metrics
-from tests.conftest import TINY_MODEL, assert_error, make_text, run, train_run
+from tests.conftest import TINY, TINY_MODEL, assert_error, make_text, run, train_run
 
 TINY_FILL = {**TINY_MODEL, "num_layers": 1, "hidden_size": 16, "embed_size": 4, "bidirectional": True}
 
@@ -215,3 +222,108 @@ def test_a_seed_beyond_64_bits_is_refused_by_gradients_too(tmp_path):
     (tmp_path / "text.txt").write_text(make_text(20_000))
     fresh = ["gradients", "--data", tmp_path / "text.txt", "--hidden-size", 8, "--steps", 2, "--windows", 1]
     assert_error(run(*fresh, "--seed", -(2**63) - 1), "--seed must be at least 0")
+
+
+# The defects below were fixed outside the files of the change that added this module.
+
+
+def test_a_directory_fifo_device_or_nothing_given_as_data_is_named_for_what_it_is(tiny_run, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    assert_error(run("eval", tiny_run, "--data", tmp_path), "is a directory")
+    assert_error(run("eval", tiny_run, "--data", tmp_path / "fifo"), "is a FIFO")
+    assert_error(run("eval", tiny_run, "--data", "/dev/null"), "is a character device")
+    assert_error(run("eval", tiny_run, "--data", ""), "--data is empty")
+    assert_error(run("train", "--data", tmp_path, "--out", tmp_path / "run"), "is a directory")
+
+
+def test_a_run_with_only_its_last_pt_is_named_for_it(tiny_run, tmp_path):
+    (tmp_path / "run").mkdir()
+    shutil.copy(tiny_run / "last.pt", tmp_path / "run" / "last.pt")
+    assert_error(run("sample", tmp_path / "run"), "no best.pt yet", f"Pass {tmp_path / 'run' / 'last.pt'}")
+
+
+def test_the_summary_of_a_run_stopped_before_its_first_validation_lists_only_last_pt(tmp_path):
+    data, out = tmp_path / "text.txt", tmp_path / "run"
+    data.write_text(make_text(20_000))
+
+    def interrupt_after_the_first_step():
+        while not (out / METRICS).is_file() or not (out / METRICS).read_text():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_the_first_step, daemon=True).start()
+    result = run("train", "--data", data, *TINY, "--max-steps", 10**6, "--eval-every", 10**6, "--out", out)
+    assert result.exit_code == 130, result.output
+    assert f"checkpoints in {out}/ (last.pt)" in result.stderr
+    assert not (out / "best.pt").exists()
+
+
+def test_a_finite_loss_that_explodes_is_divergence(tmp_path):
+    data = tmp_path / "text.txt"
+    data.write_text(make_text(20_000))
+    args = ["train", "--data", data, *TINY, "--max-steps", 4, "--eval-every", 2, "--lr", "1e9", "--out", tmp_path / "r"]
+    result = run(*args)
+    assert result.exit_code == 1, result.output
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("error: the training loss diverged at step"), error
+    assert "guessing uniformly" in error and "--lr 1e+09" in error
+    assert not (tmp_path / "r" / "best.pt").exists()
+
+
+def test_float_options_beyond_32_bits_are_refused(tiny_run, tmp_path):
+    train = ["train", "--data", tmp_path / "none.txt", "--out", tmp_path / "r"]
+    assert_error(run(*train, "--clip-value", "3.5e38"), "--clip-value must be at most 3.403e+38")
+    assert_error(run(*train, "--lr", "1e38"), "--lr 1e+38 with --weight-decay 0.05 overflows")
+    assert_error(run("eval", tiny_run, "--dynamic", "--dynamic-lr", "3.5e38"), "--dynamic-lr must be at most")
+
+
+def test_a_bidirectional_model_from_init_from_is_not_blamed_on_the_command_line(fill_run, tmp_path):
+    args = ["train", "--data", fill_run.parent / "text.txt", "--init-from", fill_run / "best.pt"]
+    result = run(*args, "--max-steps", 1, "--out", tmp_path / "r")
+    assert_error(result, "The --init-from model is a fill model")
+    assert "Leave out --bidirectional" not in result.stderr
+
+
+def test_a_shape_beyond_memory_is_refused_at_once_with_the_options_that_take_it(tmp_path):
+    (tmp_path / "text.txt").write_text(make_text(20_000))
+    train = ["train", "--data", tmp_path / "text.txt", "--max-steps", 1, "--out", tmp_path / "r"]
+    assert_error(run(*train, "--hidden-size", 10**7), "GiB", "Pass a smaller --hidden-size or --layers")
+    assert_error(run(*train, "--layers", 10**12), "GiB", "--layers")
+    assert_error(run(*train, "--batch-size", 10**10), "GiB", "Pass a smaller --batch-size, --seq-len")
+    bench = ["bench", "--min-time", 0, "--hidden-size", 8, "--layers", 1]
+    assert_error(run(*bench, "--batch-size", 10**10), "GiB", "Pass a smaller --batch-size, --seq-len")
+    assert_error(run(*bench, "--num-samples", 10**10), "GiB", "--num-samples")
+    assert_error(run("bench", "--min-time", "inf"), "--min-time must be a finite number")
+
+
+def test_a_device_given_as_config_is_refused_and_a_write_never_replaces_a_fifo(tiny_run, tmp_path):
+    assert_error(run("train", "--config", "/dev/zero", "--out", tmp_path / "r"), "/dev/zero is a device")
+    os.mkfifo(tmp_path / "fifo")
+    assert_error(run("export", tiny_run, "--out", tmp_path / "fifo"), "not a regular file")
+    assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+
+
+def test_a_checkpoint_with_a_damaged_zip_version_is_refused(tiny_run, tmp_path):
+    data = bytearray((tiny_run / "best.pt").read_bytes())
+    data[data.index(b"PK\x01\x02") + 6] = 0xFF  # the version needed to extract, of the first entry
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    assert_error(run("info", tmp_path / "bad.pt"), "not a charrnn checkpoint")
+
+
+def test_a_text_file_name_that_is_not_utf8_is_refused_before_a_run_starts(tmp_path):
+    (tmp_path / "\udcff.txt").write_text(make_text(20_000))
+    result = run("train", "--data", tmp_path / "\udcff.txt", *TINY, "--max-steps", 1, "--out", tmp_path / "r")
+    assert_error(result, "--data", "holds bytes that are not UTF-8 (\\xff", "rename it")
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_python_api_refuses_text_that_is_not_utf8(tiny_run):
+    with pytest.raises(CharRNNError, match="never saw"):
+        load(tiny_run).generate(prime="The \udcff", length=2)
+
+
+def test_the_largest_seed_trains_a_language_model(tmp_path):
+    data = tmp_path / "text.txt"
+    data.write_text(make_text(20_000))
+    result = run("train", "--data", data, *TINY, "--max-steps", 1, "--seed", 2**64 - 1, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output

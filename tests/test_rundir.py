@@ -37,7 +37,7 @@ def test_force_with_a_bad_option_deletes_nothing(trained, text_file, options, me
 
 def test_a_model_too_large_for_memory_is_refused_with_its_size(tmp_path, text_file):
     result = run("train", "--data", text_file, "--hidden-size", 1_000_000, "--out", tmp_path / "huge")
-    assert_error(result, "parameters) needs at least", "GiB free", "--hidden-size")
+    assert_error(result, "parameters) at batch 32 x 128 needs at least", "GiB free", "--hidden-size")
     assert not (tmp_path / "huge").exists()
 
 

@@ -6,7 +6,6 @@ import functools
 import json
 import math
 import os
-import stat
 import sys
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ from tqdm import tqdm
 from charrnn.cli.options import opt
 from charrnn.config import TrainConfig
 from charrnn.errors import CharRNNError, Notice
-from charrnn.options import OptionError
+from charrnn.options import OptionError, not_utf8
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -95,39 +94,20 @@ def _finite_or_none(value):
 
 
 def command_line_text(text: str, what: str, fix: str) -> str:
-    """`text` as typed, refused when it holds bytes that are not UTF-8: Python hands those over as lone
-    surrogates (U+DC80 to U+DCFF for the bytes 0x80 to 0xff), which no text can hold and no encoder writes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        shown = "".join(
-            f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
-            for c in text[e.start : e.end][:8]
-        )
-        raise CharRNNError(
-            f"{what} holds bytes that are not UTF-8 ({shown} at character {e.start + 1}). {fix}"
-        ) from None
+    """`text` as typed, refused when it holds bytes that are not UTF-8, which no encoder writes."""
+    bad = not_utf8(text)
+    if bad is not None:
+        raise CharRNNError(f"{what} holds bytes that are not UTF-8 ({bad}). {fix}")
     return text
-
-
-# What a path names when it is not a regular file, which charrnn reads whole (and a corpus twice).
-NOT_FILES = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (a named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 def read_text_file(path: Path, flag: str) -> str:
     """A UTF-8 text file named on the command line; a directory, FIFO or device is named for what it is."""
-    from charrnn.corpus import decode_text
+    from charrnn.corpus import decode_text, not_a_file
 
     fix = f"Pass the path of a UTF-8 text file to {flag}"
     try:
-        mode = os.stat(path).st_mode
-        kind = next((name for test, name in NOT_FILES if test(mode)), None)
+        kind = not_a_file(path)
         if kind is not None:
             raise CharRNNError(f"{path} is {kind}, not a text file. {fix}")
         data = Path(path).read_bytes()

@@ -187,19 +187,24 @@ def train(
     if not main:
         end_process(SIGNAL_EXIT[received[0]] if received else 0, distributed)
     best = "none yet" if outcome.best_val_bpc is None else f"{outcome.best_val_bpc:.3f} bpc"
+    from charrnn.checkpoint import BEST, LAST
+
+    # A run stopped before its first validation has a last.pt and no best.pt yet.
+    saved = [name for name in (BEST, LAST) if (outcome.out_dir / name).is_file()]
     err.print(
         f"step {outcome.step}, {format_duration(outcome.elapsed_s)}; best validation {best}; "
-        f"checkpoints in {outcome.out_dir}/ (best.pt, last.pt)",
+        f"checkpoints in {outcome.out_dir}/ ({', '.join(saved) or 'none yet'})",
         markup=False,
     )
     if received:
         how = "the same torchrun command with --resume, or " if trainer.group.active else ""
         err.print(f"stopped; resume with: {how}charrnn train --out {outcome.out_dir} --resume", markup=False)
         end_process(SIGNAL_EXIT[received[0]], distributed)
+    model = outcome.out_dir if BEST in saved else outcome.out_dir / LAST
     if trainer.config.objective == "fill":
-        err.print(f"fill gaps with: charrnn fill {outcome.out_dir} 'a text with ____ to fill'", markup=False)
+        err.print(f"fill gaps with: charrnn fill {model} 'a text with ____ to fill'", markup=False)
     else:
-        err.print(f"sample with: charrnn sample {outcome.out_dir}", markup=False)
+        err.print(f"sample with: charrnn sample {model}", markup=False)
     end_process(0, distributed)
 
 
