@@ -40,6 +40,17 @@ def cache_in_tmp(tmp_path_factory):
 
 
 @pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A test's own cache directory, for tests that count or clear its entries."""
+    from charrnn import cache
+
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(cache.DIR_VARIABLE, str(directory))
+    monkeypatch.delenv(cache.MAX_MB_VARIABLE, raising=False)
+    return directory
+
+
+@pytest.fixture
 def text_file(tmp_path):
     path = tmp_path / "text.txt"
     path.write_text(make_text(20_000))

@@ -14,13 +14,8 @@ from tests.conftest import make_text
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    """Every test caches under its own directory, never in the real ~/.cache."""
-    directory = tmp_path / "cache"
-    monkeypatch.setenv(cache.DIR_VARIABLE, str(directory))
-    monkeypatch.delenv(cache.MAX_MB_VARIABLE, raising=False)
-    return directory
+# Every test caches under a directory of its own (conftest's cache_dir), to count and clear entries.
+pytestmark = pytest.mark.usefixtures("cache_dir")
 
 
 def texts(tmp_path, count, chars=20_000):

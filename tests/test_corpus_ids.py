@@ -10,14 +10,8 @@ from charrnn.data import Vocabulary
 from charrnn.errors import CharRNNError
 from tests.conftest import make_text, train_run
 
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    """Every test caches under its own directory, never in the real ~/.cache."""
-    directory = tmp_path / "cache"
-    monkeypatch.setenv(cache.DIR_VARIABLE, str(directory))
-    monkeypatch.delenv(cache.MAX_MB_VARIABLE, raising=False)
-    return directory
+# Every test caches under a directory of its own (conftest's cache_dir), to count and clear entries.
+pytestmark = pytest.mark.usefixtures("cache_dir")
 
 
 MIXED = "Ça va?\r\nNaïve café — 東京 and 🙂 emoji.\r\n" * 50 + "\rlast line without newline"
