@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from charrnn.errors import CharRNNError
-from charrnn.options import SEED_LIMIT
+from charrnn.options import wrap_seed
 
 TRAIN_FRACTION = 0.90
 VAL_FRACTION = 0.05
@@ -127,7 +127,7 @@ class StreamBatcher:
         n, b, t = len(self.ids), self.batch_size, self.seq_len
         max_offset = min(t - 1, n - 1 - b * t)
         # Wrapped to the 64 bits torch takes: --seed may be any of them.
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (SEED_LIMIT + 1))
+        generator = torch.Generator().manual_seed(wrap_seed(self.seed * 1_000_003 + self.epoch))
         offset = int(torch.randint(0, max_offset + 1, (1,), generator=generator))
         stream_len = (n - 1 - offset) // b
         self.windows_per_epoch = stream_len // t

@@ -17,7 +17,7 @@ from charrnn.config import ModelConfig, TrainConfig
 from charrnn.data import Split, Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import EvalResult, evaluate
-from charrnn.options import SEED_LIMIT
+from charrnn.options import wrap_seed
 from charrnn.sample import draw, require_finite_weights, tempered
 
 IGNORE = -100  # F.cross_entropy's default ignore_index: targets that do not count
@@ -72,7 +72,7 @@ class MaskedWindows:
         """Inputs with the mask in the hidden positions, and targets that count only there."""
         c = self.config
         # Wrapped to the 64 bits torch takes: --seed may be any of them.
-        generator = torch.Generator().manual_seed((c.seed * 1_000_003 + self.batch) % (SEED_LIMIT + 1))
+        generator = torch.Generator().manual_seed(wrap_seed(c.seed * 1_000_003 + self.batch))
         self.batch += 1
         starts = torch.randint(len(self.ids) - c.seq_len + 1, (c.batch_size,), generator=generator)
         hidden = hide_spans((c.batch_size, c.seq_len), c.mask_rate, c.mask_span, generator)

@@ -71,6 +71,13 @@ class OptionError(CharRNNError):
 
 # Seeds go to torch.manual_seed, which takes 64 bits.
 SEED_LIMIT = 2**64 - 1
+
+
+def wrap_seed(value: int) -> int:
+    """A seed derived from --seed (plus a rank, an epoch, a count), kept within the 64 bits torch takes."""
+    return value % (SEED_LIMIT + 1)
+
+
 # torch computes in 32-bit floats and turns every number it is handed into one: beyond this it overflows.
 FLOAT32_MAX = 3.4028234663852886e38
 

@@ -30,7 +30,7 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluate import DIVERGED_FACTOR, diverged
 from charrnn.model import CharRNN, detach_state, has_finite_weights
 from charrnn.objectives import check_splits, objective_for
-from charrnn.options import SEED_LIMIT
+from charrnn.options import wrap_seed
 from charrnn.resolve import Resolved, Sources, resolve
 from charrnn.rundir import METRICS, RunDir
 
@@ -163,7 +163,7 @@ class Trainer:
         self.model = CharRNN(self.model_config).to(self.device)
         if self.group.rank:
             # Every process starts from rank 0's weights (DDP copies them); dropout masks differ per process.
-            torch.manual_seed((self.config.seed + self.group.rank) % (SEED_LIMIT + 1))
+            torch.manual_seed(wrap_seed(self.config.seed + self.group.rank))
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(

@@ -22,7 +22,7 @@ from charrnn.cli.common import (
 from charrnn.cli.options import given, opt, plain
 from charrnn.config import SampleConfig, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.options import SEED_LIMIT, OptionError
+from charrnn.options import OptionError, wrap_seed
 
 SAMPLE_SEPARATOR = "\n\n---\n\n"
 # Sampling steps one character at a time, which a CPU does at least as fast as a GPU for these models.
@@ -132,7 +132,7 @@ def interactive_session(loaded, config: SampleConfig) -> None:
             command_line_text(prime, "the prime", "Type UTF-8 text")
             loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
             # Seeds run on from --seed, so a session with the same inputs gives the same text.
-            seed = (config.seed + count) % (SEED_LIMIT + 1)
+            seed = wrap_seed(config.seed + count)
             stream = generate(loaded.model, loaded.vocab, config, prime, seed)
             write_streaming(prime, stream)
         except CharRNNError as e:
