@@ -27,8 +27,9 @@ MASK_OPTIONS = ("mask_rate", "mask_span")
 
 @dataclass(frozen=True)
 class Sources:
-    """Options by field name from each place a value can come from; `saved` and `base` are the train and
-    model configurations of the run being resumed and of the --init-from checkpoint."""
+    """Options by field name from each place a value can come from; `saved` is the run being resumed (a
+    checkpoint's content, of which its train_config and model_config are read) and `base` the model
+    configuration of the --init-from checkpoint."""
 
     given: dict = field(default_factory=dict)
     config_file: dict = field(default_factory=dict)

@@ -102,17 +102,13 @@ def open_training(
     if config_file is not None:
         file_train, file_model = configfile.read(config_file)
         file_options, config_path = {**file_model, **file_train}, str(config_file)
-    sources = Sources(dict(options), file_options, config_path, preset, saved and _configs(saved))
+    sources = Sources(dict(options), file_options, config_path, preset, saved)
     resolved = resolve(sources)
     base = None
     if saved is None and resolved.train.init_from is not None:
         base = checkpoint.load(Path(resolved.train.init_from))
         resolved = resolve(dataclasses.replace(sources, base=base["model_config"]))
     return Trainer(run_dir, resolved, saved=saved, base=base, stop=stop)
-
-
-def _configs(content: dict) -> dict:
-    return {"train_config": content["train_config"], "model_config": content["model_config"]}
 
 
 class Trainer:
