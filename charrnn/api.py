@@ -40,6 +40,15 @@ class Loaded:
                 "Train a fill model with `charrnn train --objective fill` and pass that"
             )
 
+    def require_carried_state(self, what: str) -> None:
+        """Refuse `what`, which carries each state on for ever, for a model whose state restarts (context.py)."""
+        bound = self.model.config.context
+        if bound is not None:
+            raise CharRNNError(
+                f"{what} carries each state on for ever, and this model (a ReLU rnn) restarts its state every "
+                f"{bound} characters, as it was trained. Use `charrnn sample` and `charrnn eval`, which read it so"
+            )
+
     def generate(self, prime: str = "", length: int = 200, temperature: float = 0.8, seed: int = 0, **options) -> str:
         """The prime and `length` new characters; `options` are SampleConfig's (top_k, top_p)."""
         self.require("lm")

@@ -230,6 +230,7 @@ def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None 
 
     The training step reads `data` when given, else a synthetic text with the shape's vocabulary.
     """
+    from charrnn.resolve import DERIVED_MODEL_FIELDS
     from charrnn.train import open_training
 
     chars = shape.batch_size * shape.seq_len
@@ -245,8 +246,10 @@ def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None 
             "max_steps": 10**9,
             "eval_every": 10**9,
         }
-        model_options = {k: v for k, v in dataclasses.asdict(shape.model_config()).items() if k != "vocab_size"}
-        trainer = open_training(Path(tmp) / "run", {**train_options, **model_options})
+        model_options = {
+            k: v for k, v in dataclasses.asdict(shape.model_config()).items() if k not in DERIVED_MODEL_FIELDS
+        }
+        trainer = open_training(Path(tmp) / "run", {**train_options, **model_options}, use_recipe=False)
         steps = trainer.run()
         try:
             torch.manual_seed(0)

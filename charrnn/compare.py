@@ -61,6 +61,7 @@ class Comparison:
                 self.run_dir(entry),
                 {**COMPARE_TRAINING, **self.train_options, **entry.train, **self.shape, **entry.model},
                 force=self.force,
+                use_recipe=False,
             )
             seen: list[Progress] = []
             error = None

@@ -66,9 +66,14 @@ class ModelConfig:
     bidirectional: bool = option(
         False, "Read forwards and backwards; --objective fill only, and implied by it.", panel=FILL
     )
+    # Characters after which the state restarts from zero, in training, scoring and sampling alike; None: it
+    # carries on. Not an option: the ReLU cell's state has no bound, so charrnn sets it to --seq-len for it.
+    context: int | None = None
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.context is not None and self.context < 2:
+            raise CharRNNError(f"a model's context must be at least 2 characters, got {self.context}")
         if self.vocab_size < 1:
             raise CharRNNError("the vocabulary is empty. Train on a text with at least one character")
         if self.cell != "rnn":
@@ -86,12 +91,38 @@ ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
 ADDED_TRAIN_OPTIONS = {"val_chars": None}
 
 
+# The peak learning rate each cell trains well at (docs/training.md, "Defaults that depend on the cell"):
+# the LSTM's was tuned on Alice; the GRU ran best at 5e-3 of 3e-3, 5e-3 and 1e-2; the vanilla cell needs 2e-3.
+CELL_LR = {"lstm": 1e-2, "gru": 5e-3, "rnn": 2e-3}
+
+
+def cell_defaults(cell: str, init: str, nonlinearity: str, seq_len: int) -> dict:
+    """The defaults that depend on the cell, by field name, below a preset, a config file and the command line."""
+    values = {"lr": CELL_LR[cell]}
+    if init == "identity":
+        # DropConnect scales the kept entries of W_hh by 1 / (1 - p): an identity of 1.33 for p = 0.25,
+        # so the state would grow by a third at every step.
+        values["weight_drop"] = 0.0
+    if cell == "rnn" and nonlinearity == "relu":
+        # Nothing bounds a ReLU state carried on for ever; it reads windows of --seq-len from zero, as
+        # Le, Jaitly & Hinton (2015) trained their identity-initialised ReLU networks.
+        values["context"] = seq_len
+    return values
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = option("alice", "A known corpus name (see `charrnn corpus`) or a UTF-8 text file.", panel=DATA)
     seq_len: int = option(128, "Steps of back-propagation through time.", panel=OPTIMISATION, min=1, example="128")
     batch_size: int = option(32, "Parallel streams through the text.", panel=OPTIMISATION, min=1, example="32")
-    lr: float = option(1e-2, "Peak AdamW learning rate.", panel=OPTIMISATION, above=0, example="2e-3")
+    lr: float = option(
+        CELL_LR["lstm"],
+        "Peak AdamW learning rate.",
+        panel=OPTIMISATION,
+        above=0,
+        example="2e-3",
+        default_note="0.01 for lstm, 0.005 for gru, 0.002 for rnn",
+    )
     weight_decay: float = option(0.05, "AdamW weight decay on weight matrices.", panel=REGULARISATION, min=0)
     warmup_steps: int = option(100, "Linear learning-rate warm-up.", panel=OPTIMISATION, min=0)
     clip_norm: float = option(1.0, "Clip the gradient's total norm; 0 = off.", panel=OPTIMISATION, min=0)

@@ -19,7 +19,7 @@ CONFIG = "config.toml"
 MARK = "# Written by charrnn train: the resolved options of this run."
 _TABLES = {"model": ModelConfig, "train": TrainConfig}
 # Fields whose value another part of the file (or the text) decides.
-_DERIVED = {"vocab_size"}
+_DERIVED = {"vocab_size", "context"}
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
@@ -68,9 +68,10 @@ def _fits(value, annotation: str) -> bool:
     return isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool))
 
 
-def write(path: Path, tables: dict[str, dict]) -> None:
-    """Scalar tables as TOML; None values are left out, which reads back as the field's default."""
-    lines = [MARK]
+def write(path: Path, tables: dict[str, dict], note: str | None = None) -> None:
+    """Scalar tables as TOML; None values are left out, which reads back as the field's default. A `note`
+    goes in as a comment under the mark."""
+    lines = [MARK] + ([] if note is None else [f"# {line}" for line in note.splitlines()])
     for name, values in tables.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_value(value)}" for key, value in values.items() if value is not None)

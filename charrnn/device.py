@@ -64,6 +64,14 @@ def _trains_in_bf16(cell: str) -> bool:
     return True
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it has seen the work end."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def autocast(device: torch.device, precision: str):
     """Matrix products in the lower precision, weights and optimiser state in fp32."""
     if precision == "fp32":

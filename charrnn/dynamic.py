@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from charrnn import context
 from charrnn.config import DynamicEvalConfig
 from charrnn.data import WARMUP_CHARS
 from charrnn.evaluate import EvalResult, scored_start
@@ -41,10 +42,15 @@ def dynamic_evaluate(
     """Cross-entropy of ids[start:end], adapting a copy of `model` as it reads; `model` is left as it was.
 
     `settings` holds the step size and the pull back toward the trained weights. The state is first warmed on
-    the `warmup` characters before `start`, as `evaluate` does.
+    the `warmup` characters before `start`, as `evaluate` does; a model with a bounded context restarts it
+    as `context.py` describes.
     `on_progress` receives the number of characters scored after each segment.
     """
     start = scored_start(start, end)
+    bound = model.config.context
+    segment = SEGMENT_LEN if bound is None else min(SEGMENT_LEN, context.piece_length(bound))
+    if bound is not None:
+        warmup = min(warmup, context.reread_length(bound))
     device = next(model.parameters()).device
     adapted = copy.deepcopy(model).eval()  # eval: no dropout while scoring, as in `evaluate`
     params = [p.requires_grad_(True) for p in adapted.parameters()]
@@ -58,8 +64,13 @@ def dynamic_evaluate(
         state = adapted(text[None, : start - 1 - first])[1] if first < start - 1 else None
     # cuDNN computes an RNN's gradient only in training mode; the native kernels have no such rule.
     with torch.backends.cudnn.flags(enabled=False):
-        for s in range(start - first, end - first, SEGMENT_LEN):
-            e = min(s + SEGMENT_LEN, end - first)
+        restarted = start - first
+        for s in range(start - first, end - first, segment):
+            e = min(s + segment, end - first)
+            if bound is not None and s - restarted >= context.piece_length(bound):
+                with torch.no_grad():
+                    state = adapted(text[None, max(0, s - 1 - context.reread_length(bound)) : s - 1])[1]
+                restarted = s
             logits, state = adapted(text[None, s - 1 : e - 1], state)
             logits, targets = logits.squeeze(0).float(), text[s:e]
             loss = F.cross_entropy(logits, targets, reduction="sum")

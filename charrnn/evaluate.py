@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from charrnn import distributed
+from charrnn import context, distributed
 from charrnn.data import WARMUP_CHARS
 from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
@@ -94,7 +94,8 @@ def evaluate(
 
     The span is cut into chunks scored side by side as a batch; each chunk's state is first
     warmed on the `warmup` characters before it, so every character is scored with at least that
-    much left context (or all there is), the first chunk of a validation or test split included.
+    much left context (or all there is), the first chunk of a validation or test split included. A model
+    with a bounded context is read in its pieces instead (`context.py`).
     On a CPU, a vanilla RNN's or a GRU's chunks are shared among threads (`_worker_count`).
     The corpus's very first character has no context and is not scored.
 
@@ -104,7 +105,11 @@ def evaluate(
     """
     device = next(model.parameters()).device
     group = group or Group()
-    chunks = spans(start, end, max_chars)[group.rank :: group.world_size]
+    chunks = spans(start, end, max_chars)
+    if model.config.context is not None:
+        chunks = [piece for s, e in chunks for piece in context.pieces(s, e, model.config.context)]
+        warmup = min(warmup, context.reread_length(model.config.context))
+    chunks = chunks[group.rank :: group.world_size]
     workers = _worker_count(model, device, len(chunks))
     was_training = model.training
     model.eval()

@@ -85,6 +85,7 @@ def metadata(loaded: Loaded) -> dict[str, str]:
 
 def onnx_bytes(loaded: Loaded) -> bytes:
     """The serialised ONNX model of one step of `loaded`, with its metadata."""
+    loaded.require_carried_state("an exported one-step model")
     try:
         import onnx
     except ImportError:

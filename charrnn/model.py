@@ -21,6 +21,8 @@ _FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # The kernel each fused module calls, by its mode; after (input, state, weights) they take
 # (has_biases, num_layers, dropout, train, bidirectional, batch_first).
 _KERNELS = {"RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu, "LSTM": torch.lstm, "GRU": torch.gru}
+# Le, Jaitly & Hinton's (2015) scale for the input weights of an identity-initialised ReLU network.
+IRNN_INPUT_STD = 1e-3
 
 
 class CharRNN(nn.Module):
@@ -58,6 +60,11 @@ class CharRNN(nn.Module):
                     w_hh.copy_(torch.eye(h))
                     b_ih.zero_()
                     b_hh.zero_()
+                    if self.config.nonlinearity == "relu":
+                        # With W_hh = I a ReLU state adds up its inputs; at PyTorch's default input weights
+                        # that made the loss 280 bits per character within one window. Their input
+                        # weights start as small as theirs did.
+                        getattr(self.rnn, f"weight_ih_l{layer}{direction}").normal_(0.0, IRNN_INPUT_STD)
                 if self.config.cell == "lstm":
                     # Gates are ordered (input, forget, cell, output). A forget bias of 1 keeps the
                     # cell state flowing early in training (Jozefowicz et al., 2015).

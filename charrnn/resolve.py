@@ -1,7 +1,8 @@
 """Which value each training option takes: one pure function over the places a value can come from.
 
 Precedence, highest first: the command line (or the Python call), a `--config` file, a preset, the
-run being resumed, the defaults. A resume may change only what does not define the run; `--init-from`
+run being resumed, the defaults that depend on the cell, the recipe chosen for the text and budget
+(`recipe.py`), the defaults. A resume may change only what does not define the run; `--init-from`
 fixes the model's shape to the checkpoint's and leaves only its regularisers open; the fill objective
 implies a bidirectional model. The CLI and the Python API both call `resolve`, so they agree.
 """
@@ -12,15 +13,25 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn.config import ADDED_MODEL_OPTIONS, BUDGET, DEFAULT_MAX_STEPS, PRESETS, ModelConfig, TrainConfig
+from charrnn.config import (
+    ADDED_MODEL_OPTIONS,
+    BUDGET,
+    DEFAULT_MAX_STEPS,
+    PRESETS,
+    ModelConfig,
+    TrainConfig,
+    cell_defaults,
+)
 from charrnn.errors import CharRNNError
-from charrnn.options import OptionError, flag_of
+from charrnn.options import OptionError, default_of, flag_of
 
 # What --init-from lets a fine-tuning run change: only what acts in training, never the model's shape.
 FINE_TUNABLE = ("dropout", "embed_dropout", "weight_drop")
 # Options that do not define what a run is; a resume may change them.
 RESUMABLE_OPTIONS = ("max_steps", "max_time", "eval_every", "device", "precision", "compile")
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size")
+# What the text or the other options decide, never a user.
+DERIVED_MODEL_FIELDS = ("vocab_size", "context")
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 MASK_OPTIONS = ("mask_rate", "mask_span")
 
@@ -37,6 +48,7 @@ class Sources:
     preset: str | None = None
     saved: dict | None = None
     base: dict | None = None
+    recipe: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ def resolve(sources: Sources) -> Resolved:
     """The training and model options of a run, checked, from `sources`; nothing is read or written."""
     _check_names(sources.given, "command line")
     _check_names(sources.config_file, "config file")
-    layers = [("default", {})]
+    layers = [("default", {}), ("recipe", sources.recipe)]
     if sources.saved is not None:
         layers.append(("run being resumed", {**sources.saved["model_config"], **sources.saved["train_config"]}))
     if sources.preset is not None:
@@ -73,14 +85,16 @@ def resolve(sources: Sources) -> Resolved:
             if key != "vocab_size":
                 values[key], origin[key] = value, name
 
-    chosen = {k: v for k, v in values.items() if origin[k] not in ("default", "run being resumed")}
+    chosen = {k: v for k, v in values.items() if origin[k] not in ("default", "recipe", "run being resumed")}
     if sources.saved is not None:
         _check_resume(chosen, sources.saved, origin)
+        values["context"] = sources.saved["model_config"].get("context")
     else:
         if not any(k in values for k in BUDGET):
             values["max_steps"], origin["max_steps"] = DEFAULT_MAX_STEPS, "default"
         if values.get("init_from") is not None and sources.base is not None:
             values = _fine_tuning(values, origin, sources.base)
+        _apply_cell_defaults(values, origin)
         if values.get("objective") == "fill":
             values.setdefault("bidirectional", True)
             origin.setdefault("bidirectional", "fill objective")
@@ -95,9 +109,21 @@ def resolve(sources: Sources) -> Resolved:
             if values.get(name) is not None and Path(values[name]).is_file():
                 values[name] = str(Path(values[name]).resolve())
     train = TrainConfig(**{k: v for k, v in values.items() if k in TRAIN_FIELDS})
-    model = {k: v for k, v in values.items() if k in MODEL_FIELDS}
+    model = {k: v for k, v in values.items() if k in MODEL_FIELDS or k == "context"}
     ModelConfig(vocab_size=1, **model)  # the shape is checked before any text is read
     return Resolved(train, model, origin)
+
+
+def _apply_cell_defaults(values: dict, origin: dict) -> None:
+    """The defaults that depend on the cell, wherever nothing above the recipe gave a value."""
+    shown = {name: values.get(name, default_of(cls, name)) for name, cls in _CELL_KEYS.items()}
+    cell = f"{shown['cell']} cell"
+    for name, value in cell_defaults(shown["cell"], shown["init"], shown["nonlinearity"], shown["seq_len"]).items():
+        if origin.get(name, "default") in ("default", "recipe"):
+            values[name], origin[name] = value, cell
+
+
+_CELL_KEYS = {"cell": ModelConfig, "init": ModelConfig, "nonlinearity": ModelConfig, "seq_len": TrainConfig}
 
 
 def _check_names(options: dict, where: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from charrnn import context
 from charrnn.config import ModelConfig, SampleConfig
 from charrnn.data import Vocabulary
 from charrnn.device import available_bytes
@@ -172,15 +173,33 @@ def generate(
                 yield [prime] * n
         ids = vocab.encode(prime, fix=PRIME_HINT, what="the prime").long().to(device).unsqueeze(0).expand(n, -1)
         stepper = Stepper(model, n)
+        bound = model.config.context
+        if bound is not None:
+            ids = ids[:, -context.reread_length(bound) :]
         if ids.shape[1] == 1:
             # One step beats one call of the fused module, whose fixed cost is the larger for one
             # character (the default LSTM: 0.2 against 2.3 ms on a 2-core CPU).
             logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
         else:
-            logits, state = model(ids)
-            layers = stepper.split_state(state)
-            logits = logits[:, -1]
+            logits, layers = _read(model, stepper, ids)
+        recent, since_restart = ids, 0
         for _ in range(config.length):
             next_ids = choose(logits, config, generator)
             yield [vocab.chars[i] for i in next_ids.tolist()]
-            logits, layers = stepper.step(next_ids, layers)
+            if bound is None:
+                logits, layers = stepper.step(next_ids, layers)
+                continue
+            # A bounded context restarts its state on the characters before, as it was trained (context.py).
+            recent = torch.cat([recent, next_ids[:, None]], dim=1)[:, -context.reread_length(bound) :]
+            since_restart += 1
+            if since_restart == context.piece_length(bound):
+                logits, layers = _read(model, stepper, recent)
+                since_restart = 0
+            else:
+                logits, layers = stepper.step(next_ids, layers)
+
+
+def _read(model: CharRNN, stepper: Stepper, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The logits after `ids`, read from a zero state by the fused module, and the state as the stepper holds it."""
+    logits, state = model(ids)
+    return logits[:, -1], stepper.split_state(state)

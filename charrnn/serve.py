@@ -200,6 +200,7 @@ def build_app(
 ) -> FastAPI:
     """The API and playground for `loaded`, a language model; the stepping thread starts now."""
     loaded.require("lm")
+    loaded.require_carried_state("serving")
     batcher = Batcher(loaded.model, loaded.vocab, max_concurrent)
     report = checkpoint.report(checkpoint.resolve(checkpoint_path), loaded.content)
     limits = {"max_length": max_length, "max_concurrent": max_concurrent, "max_body_bytes": max_body_bytes}

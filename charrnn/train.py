@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charrnn import checkpoint, configfile, corpus_ids, distributed
+from charrnn import checkpoint, configfile, corpus_ids, distributed, probe
 from charrnn import device as devices
+from charrnn import recipe as recipes
 from charrnn.averaging import WeightAverage
 from charrnn.config import ModelConfig, to_dict
 from charrnn.data import Vocabulary, splits
@@ -92,10 +93,13 @@ def open_training(
     resume: bool = False,
     force: bool = False,
     stop: threading.Event | None = None,
+    use_recipe: bool = True,
 ) -> Trainer:
     """A Trainer for the run in `out_dir`, its options resolved as `charrnn train` resolves them (`options`
-    are the command line's, by field name). Everything is read, checked and built before the run
-    directory is changed; use it as a context manager, or call `close()`."""
+    are the command line's, by field name). A fresh language-model run without a preset or --init-from
+    fills the options nobody gave from the recipe for its text and budget (`recipe.py`), unless
+    `use_recipe` is False. Everything is read, checked and built before the run directory is changed;
+    use it as a context manager, or call `close()`."""
     run_dir = RunDir(out_dir)
     saved = run_dir.saved_run(resume, force)
     file_options, config_path = {}, None
@@ -108,7 +112,39 @@ def open_training(
     if saved is None and resolved.train.init_from is not None:
         base = checkpoint.load(Path(resolved.train.init_from))
         resolved = resolve(dataclasses.replace(sources, base=base["model_config"]))
-    return Trainer(run_dir, resolved, saved=saved, base=base, stop=stop)
+    chosen, probe_s = None, 0.0
+    if use_recipe and saved is None and preset is None and base is None and resolved.train.objective == "lm":
+        encoded = corpus_ids.load(resolved.train.data)
+        chosen, probe_s = _recipe(resolved, encoded)
+        if chosen.values:
+            resolved = resolve(dataclasses.replace(sources, recipe=chosen.values))
+        else:
+            chosen = None  # every option it would choose was given
+    else:
+        encoded = None
+    return Trainer(
+        run_dir, resolved, saved=saved, base=base, stop=stop, recipe=chosen, spent_s=probe_s, encoded=encoded
+    )
+
+
+def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.Recipe, float]:
+    """The recipe for the text and budget of `resolved`, and the seconds spent timing steps on the device,
+    which a time budget needs."""
+    train_chars = splits(len(encoded.ids))["train"].end
+    spent = [0.0]
+    step_seconds = None
+    if resolved.train.max_time is not None and not distributed.from_environment().active:
+        device = devices.resolve(resolved.train.device, 0)
+
+        def step_seconds(shape: ModelConfig) -> float:
+            began = time.perf_counter()
+            seconds = probe.step_seconds(shape, resolved.train, device)
+            spent[0] += time.perf_counter() - began
+            return seconds
+
+    vocab_size = len(encoded.chars)
+    chosen = recipes.choose(resolved.train, resolved.model, resolved.origin, train_chars, vocab_size, step_seconds)
+    return chosen, spent[0]
 
 
 class Trainer:
@@ -123,9 +159,14 @@ class Trainer:
         saved: dict | None = None,
         base: dict | None = None,
         stop: threading.Event | None = None,
+        recipe: recipes.Recipe | None = None,
+        spent_s: float = 0.0,
+        encoded: corpus_ids.CorpusIds | None = None,
     ):
         self.run_dir = run_dir
         self.resolved = resolved
+        self.recipe = recipe
+        self.spent_s = spent_s
         self.stop = stop or threading.Event()
         self.ran_to_the_end = False
         self.config = resolved.train
@@ -139,7 +180,7 @@ class Trainer:
                 encoded = checkpoint.training_text(
                     saved, "Restore the original text, or start a new run without --resume"
                 )
-            else:
+            elif encoded is None:
                 encoded = corpus_ids.load(self.config.data)
         self.data_sha256 = encoded.sha256
         known = saved or base
@@ -166,7 +207,8 @@ class Trainer:
             [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.config.lr,
         )
-        self.step, self.elapsed_s, self.best_val_loss, self.state = 0, 0.0, None, None
+        # Timing steps for the recipe was spent on this run's time budget.
+        self.step, self.elapsed_s, self.best_val_loss, self.state = 0, self.spent_s, None, None
         self.last_val_loss = None
         if base is not None:
             self.model.load_state_dict(base["model"])
@@ -223,7 +265,8 @@ class Trainer:
 
     def _write_config(self) -> None:
         resolved = {"model": to_dict(self.model_config), "train": to_dict(self.config)}
-        configfile.write(self.run_dir.path / configfile.CONFIG, resolved)
+        note = None if self.recipe is None else f"recipe: {self.recipe.reason}"
+        configfile.write(self.run_dir.path / configfile.CONFIG, resolved, note=note)
 
     def close(self) -> None:
         self.run_dir.unlock()
@@ -298,7 +341,8 @@ class Trainer:
                 began = time.perf_counter()
                 inputs, targets, fresh = self.batcher.next_batch()
                 inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
-                if fresh:
+                if fresh or self.model_config.context is not None:
+                    # A bounded context reads every window from a zero state (context.py).
                     self.state = None
                 lr = self.lr()
                 for group in self.optimizer.param_groups:

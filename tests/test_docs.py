@@ -139,6 +139,7 @@ def test_every_model_and_training_option_in_the_table_has_the_code_default():
         if isinstance(default, str):
             assert documented == default, option
         else:
-            assert float(documented) == pytest.approx(default), option
+            # The first figure: "384", or "0.01 for lstm, ..." where the default depends on the cell.
+            assert float(re.search(r"\d[\d.e-]*", documented).group()) == pytest.approx(default), option
         checked += 1
     assert checked >= 15

@@ -26,7 +26,7 @@ PRIME = "Alice was "
 LENGTH = 200
 CELLS = {
     "rnn-tanh": {"cell": "rnn", "nonlinearity": "tanh", "num_layers": 1},
-    "rnn-relu": {"cell": "rnn", "nonlinearity": "relu", "num_layers": 2},
+    "rnn-tanh-2": {"cell": "rnn", "nonlinearity": "tanh", "num_layers": 2},
     "lstm": {"cell": "lstm", "num_layers": 2},
     "gru": {"cell": "gru", "num_layers": 2},
 }
@@ -182,6 +182,14 @@ def test_cli_export_refuses_a_fill_model(tmp_path, data):
     result = run("export", tmp_path / "fill", "--out", tmp_path / "m.onnx")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "fill model" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_export_refuses_a_model_whose_state_restarts(tmp_path, data):
+    train_run(tmp_path / "relu", data, model={"cell": "rnn", "nonlinearity": "relu"}, max_steps=2)
+    result = run("export", tmp_path / "relu", "--out", tmp_path / "m.onnx")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "restarts its state every 32 characters" in result.stderr
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -43,7 +43,7 @@ def test_a_model_too_large_for_memory_is_refused_with_its_size(tmp_path, text_fi
 
 def test_a_last_pt_of_another_run_is_not_resumed(tmp_path, text_file):
     lstm, gru = tmp_path / "lstm", tmp_path / "gru"
-    assert run("train", "--data", text_file, *TINY, "--max-steps", 3, "--out", lstm).exit_code == 0
+    assert run("train", "--data", text_file, *TINY, "--cell", "lstm", "--max-steps", 3, "--out", lstm).exit_code == 0
     assert run("train", "--data", text_file, *TINY, "--cell", "gru", "--max-steps", 3, "--out", gru).exit_code == 0
     shutil.copy(gru / checkpoint.LAST, lstm / checkpoint.LAST)
     before = snapshot(lstm)

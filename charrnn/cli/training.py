@@ -155,6 +155,8 @@ def train(
     try:
         config = trainer.config
         if main:
+            if trainer.recipe is not None:
+                err.print(f"recipe: {trainer.recipe.reason}. Options you give win over it", markup=False)
             err.print(
                 f"training a {trainer.model_config.num_layers}-layer {trainer.model_config.hidden_size}-unit "
                 f"{'bidirectional ' if trainer.model_config.bidirectional else ''}{trainer.model_config.cell} "

@@ -1,0 +1,121 @@
+"""The recipe: what `charrnn train --data FILE` chooses for a text and a budget, and that given options win."""
+
+import dataclasses
+import tomllib
+
+import pytest
+
+from charrnn import recipe
+from charrnn.config import CELL_LR, DEFAULT_MAX_STEPS, ModelConfig, TrainConfig
+from charrnn.resolve import Sources, resolve
+from charrnn.train import open_training
+from tests.conftest import make_text, run
+
+ALICE_TRAIN_CHARS, ALICE_VOCAB = 130_140, 75
+
+
+def chosen(train_chars: int, vocab: int = 75, step_seconds=None, **given) -> dict:
+    """The options a fresh run ends with, recipe applied, for a text of `train_chars` training characters."""
+    first = resolve(Sources(given=given))
+    picked = recipe.choose(first.train, first.model, first.origin, train_chars, vocab, step_seconds)
+    final = resolve(Sources(given=given, recipe=picked.values))
+    model = dataclasses.asdict(ModelConfig(vocab_size=vocab, **final.model))
+    del model["vocab_size"]
+    return {**dataclasses.asdict(final.train), **model}
+
+
+def test_alice_without_options_trains_the_model_it_was_tuned_with():
+    """`make train` must not change: Alice's recipe is the configuration the published 1.983 bpc came from."""
+    tuned = {
+        **{f.name: f.default for f in dataclasses.fields(TrainConfig)},
+        **{f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"},
+        "max_steps": DEFAULT_MAX_STEPS,
+    }
+    assert chosen(ALICE_TRAIN_CHARS) == tuned
+
+
+def test_a_larger_text_gets_a_larger_model_and_less_regularisation():
+    tiny, large = chosen(18_000), chosen(4_500_000)
+    assert tiny["hidden_size"] < large["hidden_size"]
+    assert tiny["dropout"] > large["dropout"] and tiny["weight_drop"] >= large["weight_drop"]
+    # A large text does not make the default run longer than Alice's.
+    assert large["max_steps"] == DEFAULT_MAX_STEPS and tiny["max_steps"] < DEFAULT_MAX_STEPS
+
+
+def test_every_option_given_wins_over_the_recipe():
+    picked = chosen(18_000, hidden_size=200, dropout=0.05, max_steps=40, ema_decay=0.9)
+    assert (picked["hidden_size"], picked["dropout"], picked["max_steps"], picked["ema_decay"]) == (200, 0.05, 40, 0.9)
+
+
+def test_fewer_steps_choose_a_smaller_model():
+    assert chosen(ALICE_TRAIN_CHARS, max_steps=200)["hidden_size"] < chosen(ALICE_TRAIN_CHARS)["hidden_size"]
+
+
+def test_a_longer_time_budget_affords_a_larger_model():
+    def seconds(shape):  # a device whose step costs grow with the model, as every device's do
+        return 0.01 + 1e-7 * recipe.recurrent_parameters(shape, shape.hidden_size)
+
+    short = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0)
+    long = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=3600.0)
+    assert short["hidden_size"] < long["hidden_size"]
+    assert short["max_steps"] is None and long["max_time"] == 3600.0  # the time, not a step count, ends the run
+
+
+def test_a_vocabulary_of_thousands_does_not_count_as_capacity():
+    """The embedding and output layer of a Chinese text are large but do not hold what the model learns."""
+    assert chosen(800_000, vocab=6000)["hidden_size"] == chosen(800_000, vocab=75)["hidden_size"]
+
+
+def test_train_prints_its_choice_and_records_it(tmp_path):
+    data = tmp_path / "small.txt"
+    data.write_text(make_text(20_000))
+    result = run("train", "--data", data, "--out", tmp_path / "run", "--max-steps", "3")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stderr.splitlines() if line.startswith("recipe: "))
+    written = (tmp_path / "run" / "config.toml").read_text()
+    model = tomllib.loads(written)["model"]
+    assert line.startswith(f"recipe: {model['cell']} 2 x {model['hidden_size']};")
+    assert (
+        line.endswith("Options you give win over it")
+        and f"# {line.removesuffix('. Options you give win over it')}" in written
+    )
+
+
+@pytest.mark.slow
+def test_a_20_kb_and_a_5_mb_text_get_different_models(tmp_path):
+    sizes = {}
+    for name, chars in (("small", 20_000), ("large", 5_000_000)):
+        data = tmp_path / f"{name}.txt"
+        data.write_text(make_text(chars))
+        with open_training(tmp_path / name, {"data": str(data)}) as trainer:
+            trainer.stop.set()  # built and recorded, not trained
+            for _ in trainer.run():
+                pass
+        sizes[name] = tomllib.loads((tmp_path / name / "config.toml").read_text())["model"]["hidden_size"]
+    assert sizes["small"] < sizes["large"]
+
+
+def test_a_time_budget_pays_for_timing_steps(tmp_path):
+    data = tmp_path / "small.txt"
+    data.write_text(make_text(20_000))
+    with open_training(tmp_path / "run", {"data": str(data), "max_time": 30.0}) as trainer:
+        assert trainer.recipe is not None and " s a step" in trainer.recipe.reason
+        assert 0 < trainer.spent_s < 30 and trainer.elapsed_s == trainer.spent_s
+
+
+@pytest.mark.parametrize(
+    "how", [{"preset": "quick"}, {"options": {"objective": "fill"}}], ids=["preset", "fill objective"]
+)
+def test_no_recipe_where_something_else_defines_the_run(tmp_path, how):
+    data = tmp_path / "small.txt"
+    data.write_text(make_text(20_000))
+    options = {"data": str(data), "max_steps": 2, **how.get("options", {})}
+    with open_training(tmp_path / "run", options, preset=how.get("preset")) as trainer:
+        assert trainer.recipe is None
+
+
+def test_a_budget_too_short_for_the_lstm_trains_a_gru_at_its_own_learning_rate():
+    short = chosen(ALICE_TRAIN_CHARS, max_steps=500)
+    assert (short["cell"], short["lr"]) == ("gru", CELL_LR["gru"])
+    assert chosen(ALICE_TRAIN_CHARS, max_steps=500, cell="lstm")["cell"] == "lstm"
+    assert chosen(ALICE_TRAIN_CHARS, max_steps=recipe.MIN_LSTM_STEPS)["cell"] == "lstm"
