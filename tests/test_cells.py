@@ -8,7 +8,8 @@ import torch
 
 from charrnn import corpus
 from charrnn.api import load
-from charrnn.config import CELL_LR, ModelConfig, SampleConfig
+from charrnn.config import CELL_LR, DynamicEvalConfig, ModelConfig, SampleConfig
+from charrnn.dynamic import dynamic_evaluate
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import evaluate
 from charrnn.model import CharRNN
@@ -118,6 +119,16 @@ def test_scoring_a_bounded_context_sees_only_that_context():
     unbounded = CharRNN(ModelConfig(**{**vars(model.config), "context": None})).eval()
     unbounded.load_state_dict(model.state_dict())
     assert evaluate(unbounded, ids, 400, 600).nats != evaluate(unbounded, other, 400, 600).nats
+
+
+def test_dynamic_evaluation_of_a_bounded_context_warms_on_that_context_only():
+    model = relu_model(context=32)
+    ids = torch.randint(20, (600,))
+    other = ids.clone()
+    other[360:380] = torch.randint(20, (20,))  # within the default 1,000 characters of warm-up, beyond the context
+    settings = DynamicEvalConfig(lr=1e-9, decay=0.0)  # adapting by nothing: only the reading differs
+    first, second = (dynamic_evaluate(model, text, 400, 600, settings).nats for text in (ids, other))
+    assert first == pytest.approx(second, rel=1e-6)
 
 
 def test_sampling_a_bounded_context_forgets_what_came_before_it():

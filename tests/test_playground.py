@@ -1,4 +1,5 @@
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,15 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def served(tiny_run):
     app = serve.build_app(load(tiny_run), tiny_run, max_length=1_000_000, max_concurrent=8)
+    # Paced, so that a stream of the page's longest length is still running when the test looks at it: unpaced,
+    # the tiny model can finish all of it before a busy browser has shown its first characters.
+    step = app.state.batcher._step
+
+    def paced_step(joining):
+        time.sleep(0.002)
+        return step(joining)
+
+    app.state.batcher._step = paced_step
     with serve.background(app) as url:
         yield url, app.state.batcher
 
