@@ -137,6 +137,7 @@ def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.
         device = devices.resolve(resolved.train.device, 0)
 
         def step_seconds(shape: ModelConfig) -> float:
+            devices.check_precision(resolved.train.precision, device, shape.cell)
             began = time.perf_counter()
             seconds = probe.step_seconds(shape, resolved.train, device)
             spent[0] += time.perf_counter() - began

@@ -54,10 +54,11 @@ def test_bf16_autocast_trains_on_the_cpu_close_to_fp32(tmp_path, text_file):
     assert resumed["train_config"]["precision"] == "bf16"
 
 
-def test_bf16_on_a_cpu_without_the_kernels_ends_in_one_error_line(tmp_path, text_file):
+@pytest.mark.parametrize("budget", [["--max-steps", "2"], ["--max-time", "30s"]], ids=["steps", "time, timed first"])
+def test_bf16_on_a_cpu_without_the_kernels_ends_in_one_error_line(tmp_path, text_file, budget):
     # oneDNN capped at AVX2 is what a CPU without AVX-512 offers: the fused LSTM has no bf16 kernel there.
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
-    args = ["--data", str(text_file), *TINY, "--cell", "lstm", "--max-steps", "2", "--out", str(tmp_path / "run")]
+    args = ["--data", str(text_file), *TINY, "--cell", "lstm", *budget, "--out", str(tmp_path / "run")]
     result = subprocess.run(
         [sys.executable, "-m", "charrnn", "train", *args, "--device", "cpu", "--precision", "bf16"],
         env=env,
