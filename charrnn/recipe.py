@@ -85,19 +85,18 @@ def choose(
     sizing = Sizing(train, train_chars, functools.cache(step_seconds) if timed else None)
     shape = ModelConfig(vocab_size=vocab_size, **model)
     values = {}
-    hidden, steps = sizing.fit(shape, left_out("hidden_size"), given_steps)
+    hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
     if left_out("cell") and shape.cell == "lstm" and steps < MIN_LSTM_STEPS:
         shape = dataclasses.replace(shape, cell="gru")
         values["cell"] = "gru"
-        hidden, steps = sizing.fit(shape, left_out("hidden_size"), given_steps)
+        hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
     why = [f"{shape.cell} {shape.num_layers} x {hidden}"]
     if left_out("hidden_size"):
         values["hidden_size"] = hidden
     if left_out("max_steps") and train.max_time is None:
         values["max_steps"] = steps
         why.append(f"{steps:,} steps")
-    elif timed:
-        per_step = sizing.seconds(shape, hidden)
+    elif per_step is not None:
         why.append(f"about {steps:,} steps in {format_duration(train.max_time)} ({per_step:.2f} s a step)")
     passes = steps * chars_per_step / train_chars
     why.append(f"{passes:.3g} passes over {train_chars:,} training characters")
@@ -120,34 +119,36 @@ class Sizing:
     train_chars: int
     step_seconds: StepSeconds | None
 
-    def fit(self, shape: ModelConfig, choose_size: bool, steps: int | None) -> tuple[int, int]:
-        """The hidden size (shape's own unless `choose_size`) and the steps it trains for."""
+    def fit(self, shape: ModelConfig, choose_size: bool, steps: int | None) -> tuple[int, int, float | None]:
+        """The hidden size (shape's own unless `choose_size`), the steps it trains for, and the seconds a step
+        takes (None for a step budget)."""
         chars_per_step = self.train.batch_size * self.train.seq_len
         if not choose_size:
-            self._timed = (shape.hidden_size, shape.hidden_size)
-            return shape.hidden_size, steps or self._steps(shape, shape.hidden_size)
+            if steps is not None:
+                return shape.hidden_size, steps, None
+            seconds = self._seconds(shape, shape.hidden_size, shape.hidden_size)
+            return shape.hidden_size, self._steps(seconds(shape.hidden_size)), seconds(shape.hidden_size)
         cap = PARAMETERS_PER_CHAR * self.train_chars
         allowed = [h for h in HIDDEN_SIZES if recurrent_parameters(shape, h) <= cap] or [HIDDEN_SIZES[0]]
         if steps is not None:
-            return _closest(shape, allowed, lambda h: steps * chars_per_step), steps
-        self._timed = (allowed[0], min(allowed[-1], PROBE_HIDDEN))
-        hidden = _closest(shape, allowed, lambda h: self._steps(shape, h) * chars_per_step)
+            return _closest(shape, allowed, lambda h: steps * chars_per_step), steps, None
+        seconds = self._seconds(shape, allowed[0], min(allowed[-1], PROBE_HIDDEN))
+        hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
         if hidden > PROBE_HIDDEN:
             # Beyond the sizes timed: time this one too, and choose again from the fit through both.
-            self._timed = (PROBE_HIDDEN, hidden)
-            hidden = _closest(shape, allowed, lambda h: self._steps(shape, h) * chars_per_step)
-        return hidden, self._steps(shape, hidden)
+            seconds = self._seconds(shape, PROBE_HIDDEN, hidden)
+            hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
+        return hidden, self._steps(seconds(hidden)), seconds(hidden)
 
-    def seconds(self, shape: ModelConfig, hidden: int) -> float:
-        """Seconds a step takes at `hidden` units, a + b * parameters through the two sizes last timed."""
-        small, large = self._timed
+    def _seconds(self, shape: ModelConfig, small: int, large: int) -> Callable[[int], float]:
+        """Seconds a step takes at any hidden size, a + b * parameters through the times of `small` and `large`."""
         t_small, t_large = self.step_seconds(_sized(shape, small)), self.step_seconds(_sized(shape, large))
         p_small, p_large = parameter_count(_sized(shape, small)), parameter_count(_sized(shape, large))
         slope = max(0.0, (t_large - t_small) / (p_large - p_small)) if large != small else 0.0
-        return max(t_small, t_small + slope * (parameter_count(_sized(shape, hidden)) - p_small))
+        return lambda h: max(t_small, t_small + slope * (parameter_count(_sized(shape, h)) - p_small))
 
-    def _steps(self, shape: ModelConfig, hidden: int) -> int:
-        return max(1, int(TRAINING_SHARE * self.train.max_time / self.seconds(shape, hidden)))
+    def _steps(self, seconds_per_step: float) -> int:
+        return max(1, int(TRAINING_SHARE * self.train.max_time / seconds_per_step))
 
 
 def recurrent_parameters(shape: ModelConfig, hidden: int) -> int:
