@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from charrnn import corpus, corpus_ids
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.config import DERIVED_MODEL_FIELDS, ModelConfig, SampleConfig, TrainConfig
 from charrnn.data import TRAIN_FRACTION, Vocabulary, min_train_chars
 from charrnn.device import check_memory
 from charrnn.errors import CharRNNError
@@ -230,7 +230,6 @@ def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None 
 
     The training step reads `data` when given, else a synthetic text with the shape's vocabulary.
     """
-    from charrnn.resolve import DERIVED_MODEL_FIELDS
     from charrnn.train import open_training
 
     chars = shape.batch_size * shape.seq_len

@@ -84,6 +84,10 @@ class ModelConfig:
                     )
 
 
+# ModelConfig's fields that the text or the other options decide, never a user: not options, and a config
+# file's values for them are ignored.
+DERIVED_MODEL_FIELDS = ("vocab_size", "context")
+
 # Model options added since runs were first saved, each with the value that means "as before": a
 # checkpoint or a run's config.toml without one trained without it, and reusing it must not switch it on.
 ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}

@@ -11,15 +11,20 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from charrnn.config import ADDED_MODEL_OPTIONS, ADDED_TRAIN_OPTIONS, ModelConfig, TrainConfig, parse_duration
+from charrnn.config import (
+    ADDED_MODEL_OPTIONS,
+    ADDED_TRAIN_OPTIONS,
+    DERIVED_MODEL_FIELDS,
+    ModelConfig,
+    TrainConfig,
+    parse_duration,
+)
 from charrnn.errors import CharRNNError
 
 CONFIG = "config.toml"
 # The first line of every config.toml a run writes: charrnn overwrites only files that carry it.
 MARK = "# Written by charrnn train: the resolved options of this run."
 _TABLES = {"model": ModelConfig, "train": TrainConfig}
-# Fields whose value another part of the file (or the text) decides.
-_DERIVED = {"vocab_size", "context"}
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
@@ -43,10 +48,10 @@ def read(path: Path) -> tuple[dict, dict]:
         )
     options = {}
     for name, cls in _TABLES.items():
-        fields = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in _DERIVED}
+        fields = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in DERIVED_MODEL_FIELDS}
         options[name] = {}
         for key, value in tables.get(name, {}).items():
-            if key in _DERIVED:
+            if key in DERIVED_MODEL_FIELDS:
                 continue
             if key not in fields:
                 raise CharRNNError(f"{path}: [{name}] has no option {key!r}. Known: {', '.join(fields)}")

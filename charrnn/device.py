@@ -119,14 +119,20 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 def parameter_count(model) -> int:
     """The parameters a CharRNN of this ModelConfig holds, counted from its shape before anything is built."""
     directions = 2 if model.bidirectional else 1
+    embedding_and_head = model.vocab_size * model.embed_size + (model.hidden_size * directions + 1) * model.vocab_size
+    return embedding_and_head + recurrent_parameter_count(model)
+
+
+def recurrent_parameter_count(model) -> int:
+    """The parameters of a ModelConfig's recurrent layers alone, without the embedding and the output layer."""
+    directions = 2 if model.bidirectional else 1
     gates, hidden = GATES[model.cell], model.hidden_size
-    count = model.vocab_size * model.embed_size + (hidden * directions + 1) * model.vocab_size
 
     def layer(inputs: int) -> int:
         return directions * gates * hidden * (inputs + hidden + 2)
 
     # Counted, not looped over: --layers 10**12 is refused at once.
-    return count + layer(model.embed_size) + (model.num_layers - 1) * layer(hidden * directions)
+    return layer(model.embed_size) + (model.num_layers - 1) * layer(hidden * directions)
 
 
 def training_bytes(model, train) -> int:

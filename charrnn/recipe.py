@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from charrnn.config import DEFAULT_MAX_STEPS, ModelConfig, TrainConfig, format_duration
-from charrnn.device import parameter_count
+from charrnn.device import parameter_count, recurrent_parameter_count
 
 DEFAULT_PASSES = 42.5
 MIN_STEPS = 200
@@ -154,8 +154,7 @@ class Sizing:
 def recurrent_parameters(shape: ModelConfig, hidden: int) -> int:
     """The parameters of the recurrent layers alone, which set what a model can learn from a text; the
     embedding and output layer grow with the vocabulary instead."""
-    sized = dataclasses.replace(shape, hidden_size=hidden)
-    return parameter_count(sized) - shape.vocab_size * shape.embed_size - (hidden + 1) * shape.vocab_size
+    return recurrent_parameter_count(_sized(shape, hidden))
 
 
 def _closest(shape: ModelConfig, allowed: list[int], chars_seen: Callable[[int], float]) -> int:

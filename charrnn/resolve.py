@@ -17,6 +17,7 @@ from charrnn.config import (
     ADDED_MODEL_OPTIONS,
     BUDGET,
     DEFAULT_MAX_STEPS,
+    DERIVED_MODEL_FIELDS,
     PRESETS,
     ModelConfig,
     TrainConfig,
@@ -29,8 +30,6 @@ from charrnn.options import OptionError, default_of, flag_of
 FINE_TUNABLE = ("dropout", "embed_dropout", "weight_drop")
 # Options that do not define what a run is; a resume may change them.
 RESUMABLE_OPTIONS = ("max_steps", "max_time", "eval_every", "device", "precision", "compile")
-# What the text or the other options decide, never a user.
-DERIVED_MODEL_FIELDS = ("vocab_size", "context")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 MASK_OPTIONS = ("mask_rate", "mask_span")
