@@ -74,7 +74,8 @@ def test_train_prints_its_choice_and_records_it(tmp_path):
     line = next(line for line in result.stderr.splitlines() if line.startswith("recipe: "))
     written = (tmp_path / "run" / "config.toml").read_text()
     model = tomllib.loads(written)["model"]
-    assert line.startswith(f"recipe: {model['cell']} 2 x {model['hidden_size']};")
+    embedding = f", embedding {model['embed_size']}" if model["cell"] == "gru" else ""
+    assert line.startswith(f"recipe: {model['cell']} 2 x {model['hidden_size']}{embedding};")
     assert (
         line.endswith("Options you give win over it")
         and f"# {line.removesuffix('. Options you give win over it')}" in written
@@ -116,6 +117,7 @@ def test_no_recipe_where_something_else_defines_the_run(tmp_path, how):
 
 def test_a_budget_too_short_for_the_lstm_trains_a_gru_at_its_own_learning_rate():
     short = chosen(ALICE_TRAIN_CHARS, max_steps=500)
-    assert (short["cell"], short["lr"]) == ("gru", CELL_LR["gru"])
+    assert (short["cell"], short["lr"], short["embed_size"]) == ("gru", CELL_LR["gru"], recipe.GRU_EMBED_SIZE)
+    assert chosen(ALICE_TRAIN_CHARS, max_steps=500, embed_size=32)["embed_size"] == 32
     assert chosen(ALICE_TRAIN_CHARS, max_steps=500, cell="lstm")["cell"] == "lstm"
     assert chosen(ALICE_TRAIN_CHARS, max_steps=recipe.MIN_LSTM_STEPS)["cell"] == "lstm"
