@@ -67,6 +67,7 @@ docs: $(STAMP)
 	$(BIN)/python -m typer charrnn.cli utils docs --name charrnn --title "charrnn command reference" --output docs/cli.md
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check charrnn tests
 	$(BIN)/ruff format --check charrnn tests
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn import checkpoint
-from charrnn.config import DynamicEvalConfig, ModelConfig, SampleConfig
-from charrnn.data import Vocabulary
-from charrnn.dynamic import dynamic_evaluate
+from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import EvalResult, evaluate
-from charrnn.fill import Filled, fill
-from charrnn.model import CharRNN
-from charrnn.sample import generate
+from charrnn.evaluation.dynamic import dynamic_evaluate
+from charrnn.evaluation.score import EvalResult, evaluate
+from charrnn.generation.fill import Filled, fill
+from charrnn.generation.sampling import generate
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import DynamicEvalConfig, ModelConfig, SampleConfig
+from charrnn.storage import checkpoint
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Loaded:
 def train(out_dir: str | Path, *, config_file=None, preset=None, resume=False, force=False, **options):
     """Train into `out_dir` as `charrnn train` does, with its options by field name (`num_layers=1`,
     `max_steps=100`); the same rules decide what is left out. Returns the run's `Outcome`."""
-    from charrnn.train import open_training
+    from charrnn.training.trainer import open_training
 
     with open_training(out_dir, options, config_file=config_file, preset=preset, resume=resume, force=force) as trainer:
         for _ in trainer.run():
@@ -90,7 +90,7 @@ def load(path: str | Path, device: str = "cpu") -> Loaded:
 
     A checkpoint written on a GPU loads on any device.
     """
-    from charrnn.device import resolve
+    from charrnn.model.device import resolve
 
     content = checkpoint.load(Path(path))
     try:

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.train import open_training
+from charrnn.training.trainer import open_training
 
 WORDS = (
     "alice rabbit queen hatter tea party garden croquet cat grin door key bottle drink me "
@@ -42,7 +42,7 @@ def cache_in_tmp(tmp_path_factory):
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     """A test's own cache directory, for tests that count or clear its entries."""
-    from charrnn import cache
+    from charrnn.data import cache
 
     directory = tmp_path / "cache"
     monkeypatch.setenv(cache.DIR_VARIABLE, str(directory))

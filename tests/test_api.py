@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import charrnn
 from charrnn.api import train
 from charrnn.cli import app
-from charrnn.config import DynamicEvalConfig
-from charrnn.options import OptionError
+from charrnn.settings.config import DynamicEvalConfig
+from charrnn.settings.options import OptionError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- api-example"

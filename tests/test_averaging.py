@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from charrnn.api import load
-from charrnn.averaging import WeightAverage
-from charrnn.data import splits
-from charrnn.evaluate import evaluate
+from charrnn.data.splits import splits
+from charrnn.evaluation.score import evaluate
+from charrnn.training.averaging import WeightAverage
 from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, train_run
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import bench
-from charrnn.bench import BenchShape
 from charrnn.cli import app
-from charrnn.model import CharRNN
+from charrnn.model.network import CharRNN
+from charrnn.studies import bench
+from charrnn.studies.bench import BenchShape
 
 TINY_SHAPE = BenchShape(hidden_size=16, embed_size=4, vocab_size=20, batch_size=4, seq_len=8, num_samples=3)
 TINY_OPTIONS = ["--hidden-size", "16", "--batch-size", "4", "--seq-len", "8", "--num-samples", "3", "--min-time", "0"]

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn import cache, corpus_ids
 from charrnn.cli import app
+from charrnn.data import cache
+from charrnn.data import ids as corpus_ids
 from charrnn.errors import CharRNNError
 from tests.conftest import make_text
 

@@ -6,16 +6,16 @@ import math
 import pytest
 import torch
 
-from charrnn import corpus
 from charrnn.api import load
-from charrnn.config import CELL_LR, DynamicEvalConfig, ModelConfig, SampleConfig
-from charrnn.dynamic import dynamic_evaluate
+from charrnn.data import corpus
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate
-from charrnn.model import CharRNN
-from charrnn.resolve import Sources, resolve
-from charrnn.sample import generate
-from charrnn.serve import build_app
+from charrnn.evaluation.dynamic import dynamic_evaluate
+from charrnn.evaluation.score import evaluate
+from charrnn.generation.sampling import generate
+from charrnn.model.network import CharRNN
+from charrnn.serving.app import build_app
+from charrnn.settings.config import CELL_LR, DynamicEvalConfig, ModelConfig, SampleConfig
+from charrnn.settings.resolve import Sources, resolve
 from tests.conftest import assert_error, make_text, run, train_run
 
 CLIPPING = {"norm": {}, "value": {"clip_value": 0.5, "clip_norm": 0.0}}
@@ -134,7 +134,7 @@ def test_dynamic_evaluation_of_a_bounded_context_warms_on_that_context_only():
 def test_sampling_a_bounded_context_forgets_what_came_before_it():
     model = relu_model(context=16)
     vocab_chars = [chr(ord("a") + i) for i in range(20)]
-    from charrnn.data import Vocabulary
+    from charrnn.data.vocabulary import Vocabulary
 
     vocab = Vocabulary(vocab_chars)
     config = SampleConfig(length=60, temperature=0.0)

@@ -4,9 +4,9 @@ import zipfile
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.errors import CharRNNError
+from charrnn.storage import checkpoint
 
 
 def test_round_trip_keeps_every_value(tmp_path):

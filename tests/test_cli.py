@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from charrnn import checkpoint
 from charrnn.cli import COMMANDS
-from charrnn.config import DynamicEvalConfig
+from charrnn.settings.config import DynamicEvalConfig
+from charrnn.storage import checkpoint
 from tests.conftest import TINY, assert_error, make_text, run
 
 
@@ -94,7 +94,8 @@ def test_eval_dynamic(tiny_run):
 def test_import_without_typer_or_rich():
     code = (
         "import sys; sys.modules['typer'] = None; sys.modules['rich'] = None\n"
-        "import charrnn.api, charrnn.train, charrnn.sample, charrnn.evaluate, charrnn.corpus, charrnn.checkpoint"
+        "import charrnn.api, charrnn.training.trainer, charrnn.generation.sampling, charrnn.evaluation.score\n"
+        "import charrnn.data.corpus, charrnn.storage.checkpoint"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

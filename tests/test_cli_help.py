@@ -6,10 +6,10 @@ import pytest
 import typer
 
 from charrnn.cli import COMMANDS, app
-from charrnn.comparisons import COMPARE_EVAL_EVERY, COMPARE_SHAPE
-from charrnn.config import ModelConfig, SampleConfig, TrainConfig
-from charrnn.options import default_of
-from charrnn.resolve import Sources, resolve
+from charrnn.settings.config import ModelConfig, SampleConfig, TrainConfig
+from charrnn.settings.options import default_of
+from charrnn.settings.resolve import Sources, resolve
+from charrnn.studies.compare_configs import COMPARE_EVAL_EVERY, COMPARE_SHAPE
 from tests.conftest import run
 
 CLICK = typer.main.get_command(app)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.cli import app
+from charrnn.storage import checkpoint
 from tests.conftest import assert_error, run
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.cli import app
-from charrnn.compare import COLUMNS, Comparison, validation_curve
-from charrnn.comparisons import DEFAULT_SET, Entry, select
 from charrnn.errors import CharRNNError
-from charrnn.rundir import read_metrics
+from charrnn.storage import checkpoint
+from charrnn.studies.compare import COLUMNS, Comparison, validation_curve
+from charrnn.studies.compare_configs import DEFAULT_SET, Entry, select
+from charrnn.training.run_dir import read_metrics
 from tests.conftest import make_text
 
 runner = CliRunner()

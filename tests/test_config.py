@@ -1,8 +1,8 @@
 import pytest
 
-from charrnn.config import DynamicEvalConfig, ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charrnn.errors import CharRNNError
-from charrnn.options import OptionError
+from charrnn.settings.config import DynamicEvalConfig, ModelConfig, SampleConfig, TrainConfig, parse_duration
+from charrnn.settings.options import OptionError
 
 
 @pytest.mark.parametrize(

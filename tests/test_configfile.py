@@ -2,9 +2,10 @@ import tomllib
 
 import pytest
 
-from charrnn import checkpoint, configfile
-from charrnn.config import PRESETS, TrainConfig
 from charrnn.errors import CharRNNError
+from charrnn.settings import config_file as configfile
+from charrnn.settings.config import PRESETS, TrainConfig
+from charrnn.storage import checkpoint
 from tests.conftest import TINY, assert_error, run
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from charrnn import corpus
-from charrnn.corpus import CorpusEntry, decode_text, fetch, sha256_hex
+from charrnn.data import corpus
+from charrnn.data.corpus import CorpusEntry, decode_text, fetch, sha256_hex
 from charrnn.errors import CharRNNError
 
 BODY = "Alice was beginning to get very tired\nof sitting by her sister on the bank."
@@ -115,7 +115,7 @@ def test_an_installed_package_keeps_its_corpora_in_the_users_data_directory(tmp_
     """Installed from a wheel, charrnn has no checkout around it: the registry travels inside the package, and
     fetched corpora go to $XDG_DATA_HOME/charrnn/corpora instead of a corpora/ folder beside site-packages."""
     site = tmp_path / "site-packages"
-    shutil.copytree(Path(corpus.__file__).parent, site / "charrnn", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(corpus.__file__).parents[1], site / "charrnn", ignore=shutil.ignore_patterns("__pycache__"))
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "alice.txt").write_text(BODY)

@@ -5,8 +5,9 @@ import textwrap
 import pytest
 import torch
 
-from charrnn import cache, corpus, corpus_ids
-from charrnn.data import Vocabulary
+from charrnn.data import cache, corpus
+from charrnn.data import ids as corpus_ids
+from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
 from tests.conftest import make_text, train_run
 
@@ -144,7 +145,7 @@ def test_a_200_mb_corpus_trains_in_under_1_5_gb(tmp_path, cache_dir):
         f"""
         import resource
         from pathlib import Path
-        from charrnn.train import open_training
+        from charrnn.training.trainer import open_training
         from tests.conftest import make_text, train_run
 
         path = Path({str(tmp_path)!r}) / "big.txt"

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from charrnn.data import StreamBatcher, Vocabulary, smallest_dtype, splits
+from charrnn.data.splits import splits
+from charrnn.data.streams import StreamBatcher
+from charrnn.data.vocabulary import Vocabulary, smallest_dtype
 from charrnn.errors import CharRNNError
 
 

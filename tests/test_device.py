@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.serialization
 
-from charrnn import checkpoint, device
 from charrnn.api import load
 from charrnn.errors import CharRNNError
+from charrnn.model import device
+from charrnn.storage import checkpoint
 from tests.conftest import TINY, assert_error, run, train_run
 
 no_gpu = pytest.mark.skipif(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.settings.config import ModelConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

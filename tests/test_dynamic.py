@@ -3,12 +3,12 @@ import math
 import pytest
 import torch
 
-from charrnn import dynamic
-from charrnn.config import DynamicEvalConfig, ModelConfig
-from charrnn.dynamic import dynamic_evaluate
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate
-from charrnn.model import CharRNN
+from charrnn.evaluation import dynamic
+from charrnn.evaluation.dynamic import dynamic_evaluate
+from charrnn.evaluation.score import evaluate
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import DynamicEvalConfig, ModelConfig
 
 
 def untrained(cell="lstm", vocab_size=6):

@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.cli import app
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import EvalResult
-from charrnn.rundir import METRICS, RunDir, read_metrics
+from charrnn.evaluation.score import EvalResult
+from charrnn.storage import checkpoint
+from charrnn.training.run_dir import METRICS, RunDir, read_metrics
 from tests.conftest import TINY, TINY_MODEL, assert_error, make_text, run, train_run
 
 TINY_FILL = {**TINY_MODEL, "num_layers": 1, "hidden_size": 16, "embed_size": 4, "bidirectional": True}

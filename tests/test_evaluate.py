@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn import evaluate as evaluate_module
-from charrnn.config import ModelConfig
-from charrnn.evaluate import evaluate
-from charrnn.model import CharRNN
+from charrnn.evaluation import score as evaluate_module
+from charrnn.evaluation.score import evaluate
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import ModelConfig
 
 
 def full_context_nats(model, ids, start, end):

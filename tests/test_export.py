@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.cli import app
-from charrnn.config import SampleConfig
 from charrnn.errors import CharRNNError
-from charrnn.export import export
-from charrnn.sample import Stepper, generate
+from charrnn.generation.sampling import Stepper, generate
+from charrnn.serving.onnx_export import export
+from charrnn.settings.config import SampleConfig
+from charrnn.storage import checkpoint
 from tests.conftest import make_text, train_run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,11 +6,11 @@ from typer.testing import CliRunner
 
 from charrnn.api import load
 from charrnn.cli import app
-from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import evaluate
-from charrnn.fill import IGNORE, MaskedWindows, hide_spans, predict, score_left_to_right
-from charrnn.model import CharRNN
+from charrnn.evaluation.score import evaluate
+from charrnn.generation.fill import IGNORE, MaskedWindows, hide_spans, predict, score_left_to_right
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import ModelConfig, TrainConfig
 from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, make_text, train_run
 
 FILL_MODEL = {**TINY_MODEL, "bidirectional": True}

@@ -29,12 +29,13 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from charrnn import checkpoint, corpus
 from charrnn.api import load
 from charrnn.cli import COMMANDS, app
-from charrnn.cli.lessons import COMPARE_NAMES
+from charrnn.cli.compare import COMPARE_NAMES
+from charrnn.data import corpus
 from charrnn.errors import CharRNNError
-from charrnn.model import has_finite_weights
+from charrnn.model.network import has_finite_weights
+from charrnn.storage import checkpoint
 from tests.conftest import TINY_MODEL, make_text, train_run
 
 settings.register_profile(

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from charrnn import checkpoint
-from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import ModelConfig
+from charrnn.storage import checkpoint
 from tests.conftest import run, train_run
 from tests.test_distributed import SHAPE, TRAIN, losses
 

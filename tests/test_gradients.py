@@ -7,10 +7,12 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.config import ModelConfig
-from charrnn.data import Vocabulary, splits
+from charrnn.data.splits import splits
+from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.gradients import (
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import ModelConfig
+from charrnn.studies.gradients import (
     FreshModel,
     Unrolled,
     build_fresh,
@@ -21,7 +23,6 @@ from charrnn.gradients import (
     profile,
     windows,
 )
-from charrnn.model import CharRNN
 from tests.conftest import make_text
 
 runner = CliRunner()

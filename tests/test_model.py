@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from charrnn import model as model_module
-from charrnn.config import ModelConfig
-from charrnn.model import (
+from charrnn.generation.sampling import Stepper
+from charrnn.model import network as model_module
+from charrnn.model.network import (
     CharRNN,
     detach_state,
     dropout,
@@ -17,7 +17,7 @@ from charrnn.model import (
     lstm_step,
     rnn_step,
 )
-from charrnn.sample import Stepper
+from charrnn.settings.config import ModelConfig
 
 
 def reference_forward(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from charrnn.api import load
 
 pytest.importorskip("fastapi", reason="the playground needs the [serve] extra (FastAPI, uvicorn)")
 pytest.importorskip("uvicorn", reason="the playground needs the [serve] extra (FastAPI, uvicorn)")
-from charrnn import serve  # noqa: E402
+from charrnn.serving import app as serve  # noqa: E402
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playground test drives Chromium with Playwright")
 expect = sync_api.expect

@@ -2,8 +2,8 @@ import tomllib
 
 import pytest
 
-from charrnn.config import DEFAULT_MAX_STEPS, PRESETS, ModelConfig, TrainConfig, apply_preset
 from charrnn.errors import CharRNNError
+from charrnn.settings.config import DEFAULT_MAX_STEPS, PRESETS, ModelConfig, TrainConfig, apply_preset
 from tests.conftest import assert_error, run
 
 

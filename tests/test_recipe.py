@@ -5,10 +5,10 @@ import tomllib
 
 import pytest
 
-from charrnn import recipe
-from charrnn.config import CELL_LR, DEFAULT_MAX_STEPS, ModelConfig, TrainConfig
-from charrnn.resolve import Sources, resolve
-from charrnn.train import open_training
+from charrnn.settings.config import CELL_LR, DEFAULT_MAX_STEPS, ModelConfig, TrainConfig
+from charrnn.settings.resolve import Sources, resolve
+from charrnn.training import recipe
+from charrnn.training.trainer import open_training
 from tests.conftest import make_text, run
 
 ALICE_TRAIN_CHARS, ALICE_VOCAB = 130_140, 75

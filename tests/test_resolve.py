@@ -2,10 +2,10 @@
 
 import pytest
 
-from charrnn.config import DEFAULT_MAX_STEPS, PRESETS, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.options import OptionError
-from charrnn.resolve import Sources, resolve
+from charrnn.settings.config import DEFAULT_MAX_STEPS, PRESETS, TrainConfig
+from charrnn.settings.options import OptionError
+from charrnn.settings.resolve import Sources, resolve
 
 SAVED = {
     "train_config": {"data": "alice", "lr": 3e-3, "max_steps": 500, "seed": 7},

@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from charrnn import checkpoint, configfile
+from charrnn.settings import config_file as configfile
+from charrnn.storage import checkpoint
 from tests.conftest import TINY, assert_error, run
 
 

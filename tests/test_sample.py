@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from charrnn.api import load
-from charrnn.config import ModelConfig, SampleConfig
-from charrnn.data import Vocabulary
+from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN
-from charrnn.sample import Stepper, choose, column_major, draw, generate
+from charrnn.generation.sampling import Stepper, choose, column_major, draw, generate
+from charrnn.model.network import CharRNN
+from charrnn.settings.config import ModelConfig, SampleConfig
 
 
 def text_of(loaded, prime="", **options):

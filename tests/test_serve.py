@@ -15,16 +15,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.cli import app as cli
-from charrnn.cli.generation import SAMPLE_SEPARATOR
-from charrnn.config import SampleConfig
-from charrnn.sample import generate
+from charrnn.cli.sample import SAMPLE_SEPARATOR
+from charrnn.generation.sampling import generate
+from charrnn.settings.config import SampleConfig
+from charrnn.storage import checkpoint
 
 pytest.importorskip("fastapi", reason="charrnn serve needs the [serve] extra (FastAPI, uvicorn)")
 pytest.importorskip("uvicorn", reason="charrnn serve needs the [serve] extra (FastAPI, uvicorn)")
-from charrnn import serve  # noqa: E402
+from charrnn.serving import app as serve  # noqa: E402
 
 runner = CliRunner()
 JSON = {"content-type": "application/json"}
@@ -362,8 +362,8 @@ def test_serve_names_a_port_in_use(tiny_run):
 
 def test_without_fastapi_serve_says_what_to_install(tiny_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)
-    monkeypatch.delitem(sys.modules, "charrnn.serve")
-    monkeypatch.delattr("charrnn.serve")
+    monkeypatch.delitem(sys.modules, "charrnn.serving.app")
+    monkeypatch.delattr("charrnn.serving.app")
     # A host no machine has: should the import succeed after all, the command ends instead of serving.
     result = run_cli("serve", tiny_run, "--host", "256.0.0.1")
     assert result.exit_code == 1 and "pip install 'charrnn-lm[serve]'" in result.stderr

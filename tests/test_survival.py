@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.api import load
-from charrnn.train import open_training
+from charrnn.storage import checkpoint
+from charrnn.training.trainer import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, make_text
 
 TINY = ["--hidden-size", "32", "--embed-size", "8", "--layers", "2", "--seq-len", "32", "--batch-size", "8"]
@@ -87,7 +87,7 @@ def test_a_signal_saves_and_a_fresh_process_resumes_bit_identically(tmp_path, da
 
 SAVE_FOREVER = """
 import sys, torch
-from charrnn import checkpoint
+from charrnn.storage import checkpoint
 path = sys.argv[1]
 contents = [{"step": n, "model": {"w": torch.full((1_000_000,), float(n))}} for n in (1, 2)]
 n = 0
@@ -150,7 +150,7 @@ def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path, data):
         [
             sys.executable,
             "-c",
-            "import sys, time; from charrnn.train import open_training; "
+            "import sys, time; from charrnn.training.trainer import open_training; "
             f"open_training({str(tmp_path / 'run')!r}, { ({**options, **TINY_MODEL})!r}); "
             "print('locked', flush=True); time.sleep(60)",
         ],

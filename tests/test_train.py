@@ -5,11 +5,11 @@ import time
 import pytest
 import torch
 
-from charrnn import checkpoint
 from charrnn.api import load
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import EvalResult
-from charrnn.train import open_training
+from charrnn.evaluation.score import EvalResult
+from charrnn.storage import checkpoint
+from charrnn.training.trainer import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, make_text, train_run
 
 

@@ -1,5 +1,5 @@
 """The `charrnn` command. This package is the only code that parses options, prints, and turns errors into
-exit codes; each of its modules holds the commands of one kind, and this one lists them all."""
+exit codes; each of its modules holds one command, and this one lists them all."""
 
 from __future__ import annotations
 
@@ -8,8 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn import __version__
-from charrnn.cli import cache, describe, exporting, generation, lessons, performance, scoring, serving, training
+from charrnn.cli.bench import bench
+from charrnn.cli.cache import cache_command
 from charrnn.cli.common import out
+from charrnn.cli.compare import compare
+from charrnn.cli.corpus import corpus_command
+from charrnn.cli.eval import eval_command
+from charrnn.cli.export import export_command
+from charrnn.cli.fill import fill_command
+from charrnn.cli.gradients import gradients
+from charrnn.cli.info import info
+from charrnn.cli.plot import plot
+from charrnn.cli.sample import sample
+from charrnn.cli.serve import serve_command
+from charrnn.cli.train import train
 
 app = typer.Typer(
     help="Train character-level RNN, LSTM and GRU language models on any text, measure them, and generate text.",
@@ -19,19 +31,19 @@ app = typer.Typer(
 )
 
 COMMANDS = {
-    "corpus": training.corpus_command,
-    "train": training.train,
-    "sample": generation.sample,
-    "eval": scoring.eval_command,
-    "info": describe.info,
-    "plot": describe.plot,
-    "fill": generation.fill_command,
-    "compare": lessons.compare,
-    "gradients": lessons.gradients,
-    "bench": performance.bench,
-    "cache": cache.cache_command,
-    "export": exporting.export_command,
-    "serve": serving.serve_command,
+    "corpus": corpus_command,
+    "train": train,
+    "sample": sample,
+    "eval": eval_command,
+    "info": info,
+    "plot": plot,
+    "fill": fill_command,
+    "compare": compare,
+    "gradients": gradients,
+    "bench": bench,
+    "cache": cache_command,
+    "export": export_command,
+    "serve": serve_command,
 }
 for name, command in COMMANDS.items():
     app.command(name)(command)

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from charrnn import cache
 from charrnn.cli.common import err, handles_errors, out
+from charrnn.data import cache
 
 
 @handles_errors

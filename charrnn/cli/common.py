@@ -16,9 +16,9 @@ from rich.console import Console
 from tqdm import tqdm
 
 from charrnn.cli.options import opt
-from charrnn.config import TrainConfig
 from charrnn.errors import CharRNNError, Notice
-from charrnn.options import OptionError, not_utf8
+from charrnn.settings.config import TrainConfig
+from charrnn.settings.options import OptionError, not_utf8
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -103,7 +103,7 @@ def command_line_text(text: str, what: str, fix: str) -> str:
 
 def read_text_file(path: Path, flag: str) -> str:
     """A UTF-8 text file named on the command line; a directory, FIFO or device is named for what it is."""
-    from charrnn.corpus import decode_text, not_a_file
+    from charrnn.data.corpus import decode_text, not_a_file
 
     fix = f"Pass the path of a UTF-8 text file to {flag}"
     try:

@@ -1,4 +1,4 @@
-"""Typer options built from the core's table of options (`charrnn/options.py`).
+"""Typer options built from the core's table of options (`charrnn/settings/options.py`).
 
 `opt(TrainConfig, "lr")` is the annotation of a parameter that takes `--lr`: its flag, help, default
 shown in --help, panel and choices all come from the field's Spec. The parameter itself defaults to
@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.options import default_of, flag_of, spec_of
+from charrnn.settings.options import default_of, flag_of, spec_of
 
 
 @functools.cache

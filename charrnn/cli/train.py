@@ -1,0 +1,188 @@
+"""`charrnn train`: train a model on a text into a run directory."""
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn.cli.common import (
+    end_process,
+    err,
+    fail,
+    handles_errors,
+    progress_bar,
+    threads_option,
+    use_threads,
+)
+from charrnn.cli.options import given, opt
+from charrnn.settings.config import HARDWARE, PRESETS, ModelConfig, TrainConfig, format_duration, parse_duration
+
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+M, T = ModelConfig, TrainConfig
+RUN_PANEL = "Run directory"
+# train's parameters that say where and how to run, not what to train: not configuration fields.
+RUN_OPTIONS = ("preset", "config_file", "out_dir", "resume", "force", "threads")
+
+
+@handles_errors
+def train(
+    data: opt(T, "data") = None,
+    cell: opt(M, "cell") = None,
+    num_layers: opt(M, "num_layers") = None,
+    hidden_size: opt(M, "hidden_size") = None,
+    embed_size: opt(M, "embed_size") = None,
+    nonlinearity: opt(M, "nonlinearity") = None,
+    init: opt(M, "init") = None,
+    init_from: opt(T, "init_from") = None,
+    skip_unknown: opt(T, "skip_unknown") = None,
+    dropout: opt(M, "dropout") = None,
+    embed_dropout: opt(M, "embed_dropout") = None,
+    weight_drop: opt(M, "weight_drop") = None,
+    weight_decay: opt(T, "weight_decay") = None,
+    ema_decay: opt(T, "ema_decay") = None,
+    seq_len: opt(T, "seq_len") = None,
+    batch_size: opt(T, "batch_size") = None,
+    lr: opt(T, "lr") = None,
+    warmup_steps: opt(T, "warmup_steps") = None,
+    clip_norm: opt(T, "clip_norm") = None,
+    clip_value: opt(T, "clip_value") = None,
+    seed: opt(T, "seed") = None,
+    max_steps: opt(T, "max_steps") = None,
+    max_time: opt(T, "max_time") = None,
+    eval_every: opt(T, "eval_every") = None,
+    val_chars: opt(T, "val_chars") = None,
+    objective: opt(T, "objective") = None,
+    bidirectional: opt(M, "bidirectional") = None,
+    mask_rate: opt(T, "mask_rate") = None,
+    mask_span: opt(T, "mask_span") = None,
+    preset: Annotated[
+        Optional[str],
+        typer.Option(
+            help=f"Values for the options not given: {', '.join(PRESETS)}. \\[default: default]",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="TOML file of options, e.g. a run's config.toml; the command line wins.",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        # A string, not a Path: Path("") is the current directory, and an empty --out must be refused.
+        Optional[str],
+        typer.Option(
+            "--out", metavar="DIR", help="Run directory. \\[default: runs/<data>-<cell>]", rich_help_panel=RUN_PANEL
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last.pt.", rich_help_panel=RUN_PANEL)
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Start over in a directory that already holds a run.", rich_help_panel=RUN_PANEL)
+    ] = False,
+    device: opt(T, "device") = None,
+    precision: opt(T, "precision") = None,
+    compile: opt(T, "compile") = None,
+    threads: Annotated[Optional[int], threads_option(HARDWARE)] = None,
+):
+    """Train a model; checkpoints and metrics.jsonl go to the run directory."""
+    options = given({k: v for k, v in locals().items() if k not in RUN_OPTIONS})
+    from charrnn.training.trainer import default_out_dir, open_training
+
+    use_threads(threads)
+    if max_time is not None:
+        options["max_time"] = parse_duration(max_time)
+    if out_dir is None:
+        if resume:
+            fail("--resume needs the run directory. Pass --out DIR")
+        out_dir = default_out_dir(options.get("data", "alice"), options.get("cell", "lstm"))
+
+    stop, received = threading.Event(), []
+    trainer = open_training(
+        out_dir, options, config_file=config_file, preset=preset, resume=resume, force=force, stop=stop
+    )
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    previous = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
+    # Under torchrun every process runs this command; only rank 0 speaks.
+    main = trainer.group.is_main
+    try:
+        config = trainer.config
+        if main:
+            if trainer.recipe is not None:
+                err.print(f"recipe: {trainer.recipe.reason}. Options you give win over it", markup=False)
+            err.print(
+                f"training a {trainer.model_config.num_layers}-layer {trainer.model_config.hidden_size}-unit "
+                f"{'bidirectional ' if trainer.model_config.bidirectional else ''}{trainer.model_config.cell} "
+                f"({trainer.model.num_parameters():,} parameters) on {config.data} "
+                f"({len(trainer.ids):,} characters, vocabulary {len(trainer.vocab)}) into {out_dir}"
+                + (f", resuming at step {trainer.step}" if resume else ""),
+                markup=False,
+            )
+            err.print(placement(trainer), markup=False)
+        if trainer.skipped_chars and main:
+            err.print(f"left out {trainer.skipped_chars:,} characters the model never saw", markup=False)
+        with progress_bar(total=1000, bar_format="{l_bar}{bar}| {postfix}", main=main) as bar:
+            bar.n = int(1000 * trainer.budget_fraction())
+            for progress in trainer.run():
+                bar.update(int(1000 * progress.budget_fraction) - bar.n)
+                postfix = {
+                    "step": progress.step,
+                    "loss": f"{progress.train_loss:.3f}",
+                    "chars/s": f"{progress.chars_per_s:,.0f}",
+                }
+                if progress.val_bpc is not None:
+                    bar.write(f"step {progress.step}: val {progress.val_bpc:.3f} bpc", file=sys.stderr)
+                bar.set_postfix(postfix)
+        outcome = trainer.outcome()
+    finally:
+        trainer.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    distributed = trainer.group.active
+    if not main:
+        end_process(SIGNAL_EXIT[received[0]] if received else 0, distributed)
+    best = "none yet" if outcome.best_val_bpc is None else f"{outcome.best_val_bpc:.3f} bpc"
+    from charrnn.storage.checkpoint import BEST, LAST
+
+    # A run stopped before its first validation has a last.pt and no best.pt yet.
+    saved = [name for name in (BEST, LAST) if (outcome.out_dir / name).is_file()]
+    err.print(
+        f"step {outcome.step}, {format_duration(outcome.elapsed_s)}; best validation {best}; "
+        f"checkpoints in {outcome.out_dir}/ ({', '.join(saved) or 'none yet'})",
+        markup=False,
+    )
+    if received:
+        how = "the same torchrun command with --resume, or " if trainer.group.active else ""
+        err.print(f"stopped; resume with: {how}charrnn train --out {outcome.out_dir} --resume", markup=False)
+        end_process(SIGNAL_EXIT[received[0]], distributed)
+    model = outcome.out_dir if BEST in saved else outcome.out_dir / LAST
+    if trainer.config.objective == "fill":
+        err.print(f"fill gaps with: charrnn fill {model} 'a text with ____ to fill'", markup=False)
+    else:
+        err.print(f"sample with: charrnn sample {model}", markup=False)
+    end_process(0, distributed)
+
+
+def placement(trainer) -> str:
+    """Where and how the run trains, e.g. `on cuda:0 (NVIDIA H100), bf16, 2 processes of 16 streams`."""
+    from charrnn.model.device import describe
+
+    config, group = trainer.config, trainer.group
+    parts = [f"on {describe(trainer.device)}", config.precision]
+    if group.active:
+        parts.append(f"{group.world_size} processes of {config.batch_size // group.world_size} streams")
+    if config.compile:
+        parts.append("compiled")
+    return ", ".join(parts)

@@ -1,0 +1,191 @@
+"""The recipe: the model size, cell, regularisation and budget that fit a text and the time or steps given.
+
+`charrnn train --data FILE` with nothing else trains what this chooses; every option the user gives
+(on the command line, in a --config file or a preset) wins over it. The rules, each from runs on
+several texts (docs/recipes.md):
+
+- Budget. With neither --max-steps nor --max-time, about 42.5 passes over the training text, at least
+  MIN_STEPS and at most DEFAULT_STEPS_CAP: Alice's tuned 1,350 steps is both its 42.5 passes and the cap,
+  so no default run takes longer than the default model does on Alice.
+- Size. Hidden units such that the run sees about CHARS_PER_PARAMETER training characters per recurrent
+  parameter (Alice's default model sees 2.95), and never more than PARAMETERS_PER_CHAR recurrent
+  parameters per training character (the default model has 14.4 on Alice). For --max-time the steps come
+  from timing a few training steps of two or three sizes on the device (`probe.py`); that time counts
+  toward the budget.
+- Cell. The LSTM, unless the budget gives it fewer than MIN_LSTM_STEPS steps: then a GRU with an embedding of
+  GRU_EMBED_SIZE, sized again.
+- Regularisation, by passes over the text: the more often each character is seen, the more dropout,
+  embedding dropout and weight drop (PASSES_REGULARISATION); weight averaging only for a run long
+  enough to average (MIN_STEPS_TO_AVERAGE).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from charrnn.model.device import parameter_count, recurrent_parameter_count
+from charrnn.settings.config import DEFAULT_MAX_STEPS, ModelConfig, TrainConfig, format_duration
+
+DEFAULT_PASSES = 42.5
+MIN_STEPS = 200
+DEFAULT_STEPS_CAP = DEFAULT_MAX_STEPS
+CHARS_PER_PARAMETER = 3.0
+PARAMETERS_PER_CHAR = 15.0
+HIDDEN_SIZES = tuple(range(64, 1025, 64))
+# For a time budget the smallest size and this one are timed, and a larger choice is timed before it stands.
+PROBE_HIDDEN = 256
+# A time budget also pays for validation and checkpoints: the steps are estimated for this share of it.
+TRAINING_SHARE = 0.9
+# (least passes, dropout, embedding dropout, weight drop), most passes first: Alice's defaults from 30 passes,
+# where they were tuned (42.5); light dropout alone below, where a two-minute run on Alice (about 20 passes)
+# validated better with it than with half the defaults; none for a text seen less than 3 times.
+PASSES_REGULARISATION = ((30, 0.3, 0.1, 0.25), (3, 0.1, 0.0, 0.0), (0, 0.0, 0.0, 0.0))
+MIN_STEPS_TO_AVERAGE = 1000
+# Fewer LSTM steps than this, and a GRU learns more: on Alice in two minutes (about 700 LSTM or 480 GRU steps)
+# the GRU validated at 1.891 bpc and the LSTM at 1.95 at best; at 1,350 steps the LSTM leads (1.819 to 1.828).
+MIN_LSTM_STEPS = 1000
+# The GRU chosen for a short budget learns faster from a larger embedding than the LSTM's 64: on Alice in two
+# minutes, three seeds each, 192 validated at 1.866 bpc on average, 128 at 1.880 and 64 at 1.887 (docs/results.md).
+GRU_EMBED_SIZE = 192
+AVERAGE_DECAY = 0.995
+MAX_WARMUP_STEPS = 100
+
+
+@dataclass(frozen=True)
+class Recipe:
+    values: dict  # field name -> value, only for options nobody gave
+    reason: str  # one line: what was chosen and why
+
+
+StepSeconds = Callable[[ModelConfig], float]  # a model's shape -> seconds a training step takes on this device
+
+
+def choose(
+    train: TrainConfig,
+    model: dict,
+    origin: dict,
+    train_chars: int,
+    vocab_size: int,
+    step_seconds: StepSeconds | None = None,
+) -> Recipe:
+    """The recipe for a fresh run of `train` and `model` (resolved without it; `origin` says which options
+    were given) on a text with `train_chars` training characters. `step_seconds` times a step of a given
+    shape; without it (under torchrun, where the processes must agree) a time budget is sized as the
+    default budget would be."""
+
+    def left_out(name: str) -> bool:
+        return origin.get(name, "default") == "default"
+
+    chars_per_step = train.batch_size * train.seq_len
+    default_steps = min(DEFAULT_STEPS_CAP, max(MIN_STEPS, round(DEFAULT_PASSES * train_chars / chars_per_step)))
+    timed = train.max_time is not None and step_seconds is not None
+    given_steps = train.max_steps if not left_out("max_steps") else None
+    if not timed:
+        given_steps = given_steps or default_steps
+    sizing = Sizing(train, train_chars, functools.cache(step_seconds) if timed else None)
+    shape = ModelConfig(vocab_size=vocab_size, **model)
+    values = {}
+    hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
+    if left_out("cell") and shape.cell == "lstm" and steps < MIN_LSTM_STEPS:
+        gru = {"cell": "gru"} | ({"embed_size": GRU_EMBED_SIZE} if left_out("embed_size") else {})
+        shape = dataclasses.replace(shape, **gru)
+        values.update(gru)
+        hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
+    embedding = f", embedding {shape.embed_size}" if "embed_size" in values else ""
+    why = [f"{shape.cell} {shape.num_layers} x {hidden}{embedding}"]
+    if left_out("hidden_size"):
+        values["hidden_size"] = hidden
+    if left_out("max_steps") and train.max_time is None:
+        values["max_steps"] = steps
+        why.append(f"{steps:,} steps")
+    elif per_step is not None:
+        why.append(f"about {steps:,} steps in {format_duration(train.max_time)} ({per_step:.2f} s a step)")
+    passes = steps * chars_per_step / train_chars
+    why.append(f"{passes:.3g} passes over {train_chars:,} training characters")
+    _, dropout, embed_dropout, weight_drop = next(tier for tier in PASSES_REGULARISATION if passes >= tier[0])
+    regularisers = {"dropout": dropout, "embed_dropout": embed_dropout, "weight_drop": weight_drop}
+    regularisers["ema_decay"] = AVERAGE_DECAY if steps >= MIN_STEPS_TO_AVERAGE else 0.0
+    regularisers["warmup_steps"] = min(MAX_WARMUP_STEPS, steps // 10)
+    regularisers["eval_every"] = max(10, min(train.eval_every, steps // 10))
+    values.update({k: v for k, v in regularisers.items() if left_out(k)})
+    why.append(_regularisation(values))
+    return Recipe(values, "; ".join(part for part in why if part))
+
+
+@dataclass
+class Sizing:
+    """Hidden sizes and the steps they get: a step budget is a number of steps; a time budget is as many as
+    timed steps say fit (`step_seconds` times a shape once; it is cached)."""
+
+    train: TrainConfig
+    train_chars: int
+    step_seconds: StepSeconds | None
+
+    def fit(self, shape: ModelConfig, choose_size: bool, steps: int | None) -> tuple[int, int, float | None]:
+        """The hidden size (shape's own unless `choose_size`), the steps it trains for, and the seconds a step
+        takes (None for a step budget)."""
+        chars_per_step = self.train.batch_size * self.train.seq_len
+        if not choose_size:
+            if steps is not None:
+                return shape.hidden_size, steps, None
+            seconds = self._seconds(shape, shape.hidden_size, shape.hidden_size)
+            return shape.hidden_size, self._steps(seconds(shape.hidden_size)), seconds(shape.hidden_size)
+        cap = PARAMETERS_PER_CHAR * self.train_chars
+        allowed = [h for h in HIDDEN_SIZES if recurrent_parameters(shape, h) <= cap] or [HIDDEN_SIZES[0]]
+        if steps is not None:
+            return _closest(shape, allowed, lambda h: steps * chars_per_step), steps, None
+        seconds = self._seconds(shape, allowed[0], min(allowed[-1], PROBE_HIDDEN))
+        hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
+        if hidden > PROBE_HIDDEN:
+            # Beyond the sizes timed: time this one too, and choose again from the fit through both.
+            seconds = self._seconds(shape, PROBE_HIDDEN, hidden)
+            hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
+        return hidden, self._steps(seconds(hidden)), seconds(hidden)
+
+    def _seconds(self, shape: ModelConfig, small: int, large: int) -> Callable[[int], float]:
+        """Seconds a step takes at any hidden size, a + b * parameters through the times of `small` and `large`."""
+        t_small, t_large = self.step_seconds(_sized(shape, small)), self.step_seconds(_sized(shape, large))
+        p_small, p_large = parameter_count(_sized(shape, small)), parameter_count(_sized(shape, large))
+        slope = max(0.0, (t_large - t_small) / (p_large - p_small)) if large != small else 0.0
+        return lambda h: max(t_small, t_small + slope * (parameter_count(_sized(shape, h)) - p_small))
+
+    def _steps(self, seconds_per_step: float) -> int:
+        return max(1, int(TRAINING_SHARE * self.train.max_time / seconds_per_step))
+
+
+def recurrent_parameters(shape: ModelConfig, hidden: int) -> int:
+    """The parameters of the recurrent layers alone, which set what a model can learn from a text; the
+    embedding and output layer grow with the vocabulary instead."""
+    return recurrent_parameter_count(_sized(shape, hidden))
+
+
+def _closest(shape: ModelConfig, allowed: list[int], chars_seen: Callable[[int], float]) -> int:
+    """The size whose recurrent parameters are closest, as a ratio, to the characters it would see divided
+    by CHARS_PER_PARAMETER."""
+    return min(
+        allowed,
+        key=lambda h: abs(math.log(recurrent_parameters(shape, h) * CHARS_PER_PARAMETER / max(chars_seen(h), 1))),
+    )
+
+
+def _sized(shape: ModelConfig, hidden: int) -> ModelConfig:
+    return dataclasses.replace(shape, hidden_size=hidden)
+
+
+def _regularisation(values: dict) -> str:
+    parts = [
+        f"{label} {values[name]:g}" if values[name] else f"no {label}"
+        for name, label in (
+            ("dropout", "dropout"),
+            ("embed_dropout", "embedding dropout"),
+            ("weight_drop", "weight drop"),
+        )
+        if name in values
+    ]
+    if "ema_decay" in values:
+        parts.append(f"weight averaging {values['ema_decay']:g}" if values["ema_decay"] else "no weight averaging")
+    return ", ".join(parts)
