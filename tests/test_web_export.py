@@ -12,8 +12,6 @@ from charrnn.api import load
 from charrnn.cli import app
 from tests.conftest import assert_error, make_text, train_run
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the web export test drives Chromium with Playwright")
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
@@ -78,6 +76,7 @@ def exported(request, data, site):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the page is driven in Chromium with Playwright")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             tmp_path_factory.mktemp("profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -102,8 +101,7 @@ def generate_in_page(browser, url, prime, length, temperature, seed=0):
             page.fill(field, str(value))
         page.click("#generate")
         page.wait_for_selector("#output[data-state=done]")
-        assert page.text_content("#status").endswith("per second")
-        return page.text_content("#output"), requested
+        return page.text_content("#output"), page.text_content("#status"), requested
     finally:
         page.close()
 
@@ -111,7 +109,8 @@ def generate_in_page(browser, url, prime, length, temperature, seed=0):
 @needs_chromium
 def test_the_page_gives_pytorchs_greedy_text(exported, browser):
     loaded, url = exported
-    text, requested = generate_in_page(browser, url, PRIME, LENGTH, temperature=0)
+    text, status, requested = generate_in_page(browser, url, PRIME, LENGTH, temperature=0)
+    assert status.startswith(f"{LENGTH} characters")
     assert len(set(text[len(PRIME) :])) >= 4, "the model should have learnt more than one repeated character"
     assert text == loaded.generate(PRIME, LENGTH, temperature=0)
     bounded = loaded.model.config
@@ -127,11 +126,25 @@ def test_the_page_gives_pytorchs_greedy_text(exported, browser):
 @needs_chromium
 def test_the_page_samples_by_its_seed(exported, browser):
     loaded, url = exported
-    first, _ = generate_in_page(browser, url, "", LENGTH, temperature=0.8, seed=3)
-    again, _ = generate_in_page(browser, url, "", LENGTH, temperature=0.8, seed=3)
-    other, _ = generate_in_page(browser, url, "", LENGTH, temperature=0.8, seed=4)
+    first, _, _ = generate_in_page(browser, url, "", LENGTH, temperature=0.8, seed=3)
+    again, _, _ = generate_in_page(browser, url, "", LENGTH, temperature=0.8, seed=3)
+    other, _, _ = generate_in_page(browser, url, "", LENGTH, temperature=0.8, seed=4)
     assert first == again != other
     assert len(first) == LENGTH and set(first) <= set(loaded.vocab.chars)
+
+
+@needs_chromium
+@pytest.mark.parametrize(
+    "prime, temperature, message",
+    [("Alice ~", 0, 'the prime holds "~"'), ("Alice", -1, "temperature"), ("Alice", "", "temperature")],
+)
+def test_the_page_names_what_it_cannot_use(tiny_run, site, browser, prime, temperature, message):
+    root, url = site
+    if not (root / "tiny").exists():
+        assert run("export", tiny_run, "--format", "web", "--out", root / "tiny").exit_code == 0
+    text, status, _ = generate_in_page(browser, f"{url}/tiny/", prime, LENGTH, temperature=temperature)
+    assert status.startswith("error: ") and message in status
+    assert text == prime
 
 
 def test_the_folder_holds_the_page_its_script_and_the_weights(tiny_run, tmp_path):

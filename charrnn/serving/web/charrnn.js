@@ -131,7 +131,10 @@ export function* generate(model, prime, length, temperature, seed) {
     if (!index.has("\n")) yield prime;
   }
   const unknown = [...prime].find((char) => !index.has(char));
-  if (unknown !== undefined) throw new Error(`the prime holds ${JSON.stringify(unknown)}, which the model never saw`);
+  if (unknown !== undefined) {
+    const what = `the prime holds ${JSON.stringify(unknown)}, which the model never saw`;
+    throw new Error(`${what}. Use only characters from the training text in the prime`);
+  }
   const context = model.config.context;
   const keep = context ? context - Math.floor(context / 2) : Infinity;
   let recent = [...prime].map((char) => index.get(char)).slice(-keep);
