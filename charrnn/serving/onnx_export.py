@@ -1,9 +1,10 @@
 """Export a language model as a one-step ONNX graph, for runtimes without PyTorch (docs/export.md).
 
 The graph is the model's own forward on a sequence of one character, from a state passed in: the
-caller keeps the state between calls, as `charrnn.generation.sampling.Stepper` does, and picks each next character
-itself. It is traced with PyTorch's TorchScript exporter (`dynamo=False`), which needs only the `onnx`
-package and turns each layer of the fused module into one ONNX RNN, LSTM or GRU node.
+caller keeps the state between calls, as `charrnn.generation.sampling.Stepper` does, picks each next
+character itself, and restarts the state where the model's context is bounded (`model_config.context`
+in the metadata). It is traced with PyTorch's TorchScript exporter (`dynamo=False`), which needs only
+the `onnx` package and turns each layer of the fused module into one ONNX RNN, LSTM or GRU node.
 
 torch is imported only when a model is exported, so that the CLI can name the formats and start
 without it.
@@ -16,7 +17,6 @@ import dataclasses
 import io
 import json
 import warnings
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +33,6 @@ FORMAT_VERSION = 1
 # Below the exporter's default of 20, so that older runtimes load the file; each cell is still one node.
 OPSET = 17
 INSTALL_HINT = "pip install 'charrnn-lm[export]'"
-
-
-class ExportFormat(StrEnum):
-    onnx = "onnx"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +81,6 @@ def metadata(loaded: Loaded) -> dict[str, str]:
 
 def onnx_bytes(loaded: Loaded) -> bytes:
     """The serialised ONNX model of one step of `loaded`, with its metadata."""
-    loaded.require_carried_state("an exported one-step model")
     try:
         import onnx
     except ImportError:
@@ -131,21 +126,32 @@ def check_destination(out: Path) -> None:
         )
 
 
-SERIALISERS = {ExportFormat.onnx: onnx_bytes}
-
-
-def export(loaded: Loaded, out: Path, kind: ExportFormat = ExportFormat.onnx) -> Exported:
-    """Write `loaded`'s one-step graph to `out` in the format `kind` (ONNX, the only one so far)."""
+def check_exportable(loaded: Loaded, kind: str) -> None:
+    """Refuse, naming `--format kind`, a model with no left-to-right step or with weights that are not all finite."""
     from charrnn.generation.sampling import require_finite_weights
 
-    loaded.require("lm")
+    if loaded.objective == "fill" or loaded.model.config.bidirectional:
+        raise CharRNNError(
+            f"--format {kind} exports a model that generates text left to right, and this checkpoint holds a fill "
+            "model, which reads its text in both directions. Fill gaps with `charrnn fill`, or export a model "
+            "trained with --objective lm"
+        )
     require_finite_weights(loaded.model)
+
+
+def export(loaded: Loaded, out: Path) -> Exported:
+    """Write `loaded`'s one-step ONNX graph to the file `out`."""
+    check_exportable(loaded, "onnx")
     out = Path(out)
     check_destination(out)
-    data = SERIALISERS[kind](loaded)
+    data = onnx_bytes(loaded)
     try:
         atomic.write_bytes(out, data)
     except OSError as e:
         raise CharRNNError(f"could not write {out} ({e.strerror or e}). Choose a writable --out") from None
+    return exported(loaded, out, len(data))
+
+
+def exported(loaded: Loaded, path: Path, size_bytes: int) -> Exported:
     config = loaded.model.config
-    return Exported(out, len(data), config.cell, config.num_layers, config.hidden_size, config.vocab_size)
+    return Exported(path, size_bytes, config.cell, config.num_layers, config.hidden_size, config.vocab_size)
