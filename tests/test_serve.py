@@ -179,6 +179,8 @@ def test_bad_requests_get_a_4xx_that_says_what_and_how(client, path, body, statu
     # OpenAI's endpoints answer in OpenAI's shape, which its clients read.
     message = error["message"] if path == "/v1/completions" else error
     assert fragment in message
+    # The advice names what a client sends, not a flag of the command line.
+    assert " --" not in message
     assert client.get("/healthz").status_code == 200
 
 
