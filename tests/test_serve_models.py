@@ -93,26 +93,14 @@ def test_a_bounded_context_model_gives_the_text_charrnn_sample_prints(client, bo
         data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]"
     assert "".join(json.loads(d)["text"] for d in data[:-1]) == expected[0]
-    completion = client.post(
-        "/v1/completions",
-        json={
-            "model": "run-2",
-            "prompt": options.get("prime", ""),
-            "max_tokens": options["length"],
-            "seed": 4,
-            "temperature": options.get("temperature", 1.0),
-        },
-    ).json()
-    if "top_k" not in options:
-        again = printed(
-            bounded_run,
-            f"--prime={options.get('prime', '')}",
-            f"--length={options['length']}",
-            f"--temperature={options.get('temperature', 1.0)}",
-            "--seed",
-            4,
-        )
-        assert options.get("prime", "") + completion["choices"][0]["text"] == again[0]
+
+
+def test_a_bounded_context_completion_is_the_text_charrnn_sample_prints(client, bounded_run):
+    prompt = "Alice was beginning"
+    body = {"model": "run-2", "prompt": prompt, "max_tokens": 100, "temperature": 0.9, "seed": 6}
+    completion = client.post("/v1/completions", json=body).json()
+    expected = printed(bounded_run, "--prime", prompt, "--length", 100, "--temperature", 0.9, "--seed", 6)
+    assert prompt + completion["choices"][0]["text"] == expected[0]
 
 
 def test_a_bounded_context_model_takes_one_sample_per_request(client):
