@@ -6,17 +6,15 @@ import math
 import pytest
 import torch
 
-from charrnn.api import load
 from charrnn.data import corpus
 from charrnn.errors import CharRNNError
 from charrnn.evaluation.dynamic import dynamic_evaluate
 from charrnn.evaluation.score import evaluate
 from charrnn.generation.sampling import generate
 from charrnn.model.network import CharRNN
-from charrnn.serving.app import build_app
 from charrnn.settings.config import CELL_LR, DynamicEvalConfig, ModelConfig, SampleConfig
 from charrnn.settings.resolve import Sources, resolve
-from tests.conftest import assert_error, make_text, run, train_run
+from tests.conftest import run
 
 CLIPPING = {"norm": {}, "value": {"clip_value": 0.5, "clip_norm": 0.0}}
 RNN = [(init, nonlinearity) for init in ("default", "identity") for nonlinearity in ("tanh", "relu")]
@@ -144,12 +142,3 @@ def test_sampling_a_bounded_context_forgets_what_came_before_it():
         return "".join(chars[0] for chars in generate(model, vocab, config, prime=prime))
 
     assert sample("qrst" * 5 + tail) == sample("lmno" * 5 + tail)
-
-
-def test_a_model_whose_state_restarts_is_not_served(tmp_path):
-    data = tmp_path / "text.txt"
-    data.write_text(make_text(20_000))
-    train_run(tmp_path / "relu", data, model={"cell": "rnn", "nonlinearity": "relu"}, max_steps=2)
-    with pytest.raises(CharRNNError, match="restarts its state every 32 characters"):
-        build_app(load(tmp_path / "relu"), tmp_path / "relu", max_length=10, max_concurrent=1)
-    assert_error(run("serve", tmp_path / "relu", "--port", "0"), "restarts its state")

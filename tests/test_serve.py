@@ -148,14 +148,23 @@ BAD_REQUESTS = [
     ("/v1/generate", {"prime": "tea €"}, 422, "'€'"),
     ("/v1/generate", {"temprature": 0.5}, 422, "unknown field 'temprature'"),
     ("/v1/generate", {"stream": True, "num_samples": 2}, 422, "a stream sends one sample"),
-    ("/v1/generate", {"length": MAX_LENGTH + 1}, 413, "--max-length"),
-    ("/v1/generate", {"num_samples": 65}, 413, "--max-concurrent 64"),
+    ("/v1/generate", {"length": MAX_LENGTH + 1}, 413, "Send a length of at most 1,000,000"),
+    ("/v1/generate", {"num_samples": 65}, 413, "Send a num_samples of at most 64"),
     ("/v1/generate", {"prime": "tea " * 100_000, "num_samples": 8}, 413, "shorter prime"),
     ("/v1/generate", [1, 2], 422, "not a JSON object"),
     ("/v1/generate", {"prime": "tea \ud800"}, 422, "half of a UTF-16 surrogate pair"),
     ("/v1/score", {"text": "tea €"}, 422, "'€'"),
     ("/v1/score", {"text": "\udfff tea"}, 422, "half of a UTF-16 surrogate pair"),
-    ("/v1/score", {"text": "t"}, 422, "nothing to score"),
+    ("/v1/score", {"text": "t"}, 422, "Pass a longer `text`"),
+    ("/v1/score", {"text": "tea", "model": "../../etc"}, 404, "no model named '../../etc'"),
+    ("/v1/generate", {"model": "/tmp/evil.pt"}, 404, "Send a `model` of"),
+    ("/v1/completions", {"prompt": "tea", "n": 2}, 422, "Send n 1"),
+    ("/v1/completions", {"prompt": "tea", "max_tokens": -1}, 422, "max_tokens: input should be greater"),
+    ("/v1/completions", {"prompt": ["tea"]}, 422, "prompt: input should be a valid string"),
+    ("/v1/completions", {"max_tokens": MAX_LENGTH + 1}, 413, "Send a max_tokens of at most"),
+    ("/v1/completions", {"prompt": "tea €"}, 422, "'€'"),
+    ("/v1/completions", {"prompt": "tea", "stop": "\n"}, 422, "unknown field 'stop'"),
+    ("/v1/completions", {"top_p": 0}, 422, "top_p: input should be greater than 0"),
     ("/v1/score", {}, 422, "text: field required"),
 ]
 
@@ -166,7 +175,12 @@ def test_bad_requests_get_a_4xx_that_says_what_and_how(client, path, body, statu
     response = client.post(path, content=json.dumps(body), headers=JSON)
     assert response.status_code == status, response.text
     assert list(response.json()) == ["error"]
-    assert fragment in response.json()["error"]
+    error = response.json()["error"]
+    # OpenAI's endpoints answer in OpenAI's shape, which its clients read.
+    message = error["message"] if path == "/v1/completions" else error
+    assert fragment in message
+    # The advice names what a client sends, not a flag of the command line.
+    assert " --" not in message
     assert client.get("/healthz").status_code == 200
 
 
@@ -230,7 +244,9 @@ def test_more_streams_than_max_concurrent_get_429_at_once(small_server):
             refused = httpx.post(f"{url}/v1/generate", json={"length": 10}, timeout=30)
             assert refused.status_code == 429 and time.monotonic() - started < 5
             assert "limit of 2 samples" in refused.json()["error"]
-            assert httpx.post(f"{url}/v1/score", json={"text": "the cat"}, timeout=30).status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            scored = httpx.post(f"{url}/v1/score", json={"text": "the cat"}, timeout=30)
+            assert scored.status_code == 429 and int(scored.headers["retry-after"]) > 0
     assert until(lambda: batcher.rows_in_use == 0)
     assert httpx.post(f"{url}/v1/generate", json={"length": 10}, timeout=30).status_code == 200
 
