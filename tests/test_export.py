@@ -32,10 +32,7 @@ CELLS = {
     "gru": {"cell": "gru", "num_layers": 2},
 }
 # Where the snippet that samples without PyTorch is published; each copy must run.
-SNIPPETS = [
-    (ROOT / "docs" / "export.md", "## Sampling without PyTorch"),
-    (ROOT / "README.md", "## Sampling without PyTorch"),
-]
+SNIPPETS = [(ROOT / "docs" / "export.md", "## Sampling without PyTorch")]
 
 
 def run(*args):
