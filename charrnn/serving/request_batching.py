@@ -144,6 +144,8 @@ class Batcher:
             self._ends.clear()  # only streams that have ended are left in it
         self._layout = [(s, self._state.starts[id(s)]) for s in self._state.streams]
         self._layout_wakers = list({s.waker: None for s in self._state.streams})
+        for waker in self._layout_wakers:
+            waker.streams = sum(s.waker is waker for s in self._state.streams)
         return kept
 
     def _step(self, joining: list[Stream]) -> None:

@@ -13,10 +13,12 @@ import torch
 from charrnn.generation.drawing import RowOptions, Uniforms
 from charrnn.settings.config import SampleConfig
 
-# The shortest time between two deliveries to one event loop's streams. Each delivery costs the loop (and every
-# client) one event per stream, whatever its length: one per character would take more CPU than the stepping;
-# a hundredth of a second is still smoother than a screen redraws text.
+# Deliveries to one event loop's streams are at least DELIVERY_INTERVAL_S apart, and further apart when the loop
+# has more streams than MAX_EVENTS_PER_S allows at that pace. Each delivery costs the loop (and every client) one
+# event per stream, whatever its length: one per character would take more CPU than the stepping. A hundredth
+# of a second is finer than a screen redraws text.
 DELIVERY_INTERVAL_S = 0.01
+MAX_EVENTS_PER_S = 1600
 
 
 class StreamFailed(Exception):
@@ -25,8 +27,8 @@ class StreamFailed(Exception):
 
 class Waker:
     """Hands the stepping thread's output to the streams of one event loop. At most one call waits in the loop at
-    a time, whatever the number of streams, and deliveries are at least DELIVERY_INTERVAL_S apart: a stream gets
-    every character made since the last delivery at once."""
+    a time, whatever the number of streams, and deliveries are paced (DELIVERY_INTERVAL_S, MAX_EVENTS_PER_S): a
+    stream gets every character made since the last delivery at once."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, chars: list[str]):
         # Weakly, so that a batcher that outlives a loop (a test's, say) lets it go.
@@ -37,6 +39,8 @@ class Waker:
         self._records: list[tuple] = []
         self._scheduled = False
         self._delivered_at = float("-inf")  # read and written on the loop only
+        # How many of the batch's streams read from this loop, set by the stepping thread when the batch changes.
+        self.streams = 0
 
     def push(self, record: tuple) -> None:
         with self._lock:
@@ -65,7 +69,8 @@ class Waker:
         return {s for s in streams if s.waker is self}
 
     def _deliver_soon(self, loop: asyncio.AbstractEventLoop) -> None:
-        wait = self._delivered_at + DELIVERY_INTERVAL_S - loop.time()
+        interval = max(DELIVERY_INTERVAL_S, self.streams / MAX_EVENTS_PER_S)
+        wait = self._delivered_at + interval - loop.time()
         if wait > 0:
             loop.call_later(wait, self._deliver, loop)
         else:
