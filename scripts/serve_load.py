@@ -3,8 +3,8 @@
     python scripts/serve_load.py CHECKPOINT [--clients 1,4,16,64] [--seconds 10] [--length 400] [--limit-seconds 3]
 
 Starts `charrnn serve CHECKPOINT` on a free loopback port, and for each number of clients has that many
-clients stream requests back to back for --seconds; then stops the server and times the limit for each number:
-B streams of the same model stepped in a bare loop, one batched cell step and one batched draw per character,
+clients stream requests back to back for --seconds, and then, while the server idles, times the limit for that
+number: B streams of the same model stepped in a bare loop, one batched cell step and one batched draw per character,
 no HTTP and nothing per stream. Prints a Markdown table: characters received per second, against one client,
 against the limit at B = clients, and the median time to the first new character. Everything stays on
 127.0.0.1, and the run ends by itself after about levels x (seconds + limit seconds) plus start-up.
@@ -124,16 +124,19 @@ def main() -> None:
     levels = [int(n) for n in args.clients.split(",")]
     server, url = start_server(args.checkpoint, max(levels), args.threads)
     try:
-        results = {n: asyncio.run(level(url, n, args.seconds, args.length)) for n in levels}
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        results, limits = {}, {}
+        for n in levels:
+            # The limit right after its level, while the server idles: both see the same load from other work.
+            results[n] = asyncio.run(level(url, n, args.seconds, args.length))
+            limits[n] = limit(args.checkpoint, n, args.limit_seconds)
     finally:
         server.send_signal(signal.SIGINT)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    limits = {n: limit(args.checkpoint, n, args.limit_seconds) for n in levels}
     base = results[levels[0]][0]
     print(
         f"| clients | characters/s | x {levels[0]} client{'s' * (levels[0] > 1)} | limit at B = clients "
