@@ -2,6 +2,7 @@
 gives for its seed and options, whoever else is in the batch and whenever they join or leave."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -113,7 +114,7 @@ def test_a_cancelled_stream_frees_its_rows_and_the_others_go_on(batched):
 def test_a_vocabulary_without_newline_starts_both_ways_from_the_same_random_character():
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=5, hidden_size=8, embed_size=3))
-    loaded = type("Loaded", (), {"model": model, "vocab": Vocabulary(list("abcde"))})
+    loaded = SimpleNamespace(model=model, vocab=Vocabulary(list("abcde")))
     batcher = Batcher(model, loaded.vocab, 4)
     config = SampleConfig(length=40, seed=11)
 
