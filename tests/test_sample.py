@@ -4,6 +4,7 @@ import torch
 from charrnn.api import load
 from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
+from charrnn.generation.drawing import UNIFORM_CHUNK, RowOptions, Uniforms, pick
 from charrnn.generation.sampling import Stepper, choose, column_major, draw, generate
 from charrnn.model.network import CharRNN
 from charrnn.settings.config import ModelConfig, SampleConfig
@@ -124,3 +125,42 @@ def test_a_step_from_the_zero_state_is_the_fused_models_first_step(cell, batch_s
         logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
     torch.testing.assert_close(logits, fused_logits[:, 0])
     torch.testing.assert_close(stepper.join_state(layers), fused_state)
+
+
+def test_a_row_draws_the_same_character_in_a_batch_as_alone():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 75) * 3
+    configs = [
+        SampleConfig(temperature=1.0),
+        SampleConfig(temperature=0),
+        SampleConfig(temperature=0.5, top_k=4),
+        SampleConfig(temperature=1.5, top_p=0.7),
+        SampleConfig(temperature=0.8, top_k=10, top_p=0.9),
+        SampleConfig(temperature=1e-300),
+    ]
+    uniforms = torch.rand(6)
+    options = RowOptions.cat([RowOptions.of(c, 1, 75, torch.device("cpu")) for c in configs])
+    together = pick(logits, options, uniforms)
+    for row, config in enumerate(configs):
+        one = RowOptions.of(config, 1, 75, torch.device("cpu"))
+        assert int(pick(logits[row : row + 1], one, uniforms[row : row + 1])) == int(together[row])
+
+
+@pytest.mark.parametrize("uniform", [0.0, 1 - 2**-24])
+def test_the_ends_of_the_uniform_range_pick_only_allowed_characters(uniform):
+    logits = torch.tensor([[float("-inf"), 2.0, float("-inf"), 1.0, -200.0, 0.5]])
+    for config, allowed in [
+        (SampleConfig(temperature=1), {1, 3, 4, 5}),
+        (SampleConfig(temperature=1, top_k=2), {1, 3}),
+        (SampleConfig(temperature=1, top_p=0.5), {1}),
+    ]:
+        options = RowOptions.of(config, 1, 6, torch.device("cpu"))
+        assert int(pick(logits, options, torch.tensor([uniform]))) in allowed
+
+
+def test_uniforms_come_from_the_generator_a_chunk_at_a_time():
+    uniforms = Uniforms(torch.Generator().manual_seed(3), 2)
+    steps = torch.stack([uniforms.next() for _ in range(UNIFORM_CHUNK + 5)])
+    expected = torch.Generator().manual_seed(3)
+    first, second = (torch.rand((UNIFORM_CHUNK, 2), generator=expected) for _ in range(2))
+    assert torch.equal(steps, torch.cat([first, second[:5]]))

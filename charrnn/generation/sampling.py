@@ -9,12 +9,14 @@ than the arithmetic.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
+from charrnn.generation.drawing import MIN_TEMPERATURE, RowOptions, Uniforms, pick
 from charrnn.model import bounded_context as context
 from charrnn.model.device import available_bytes
 from charrnn.model.network import CharRNN, has_finite_weights, layer_weights
@@ -79,26 +81,10 @@ def column_major(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
-    """Next ids (batch,) from logits (batch, vocab)."""
-    if config.temperature == 0:
-        return logits.argmax(-1)
-    logits = tempered(logits, config.temperature)
-    if config.top_k is not None and config.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if config.top_p is not None and config.top_p < 1:
-        ordered, order = torch.sort(logits, dim=-1, descending=True)
-        probs = F.softmax(ordered, dim=-1)
-        # Drop a token when the tokens ranked above it already cover top_p; the first always stays.
-        drop = probs.cumsum(-1) - probs >= config.top_p
-        logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
-    return draw(F.softmax(logits, dim=-1), generator)
-
-
-# The smallest temperature logits are divided by. It already chooses the likeliest character, but between
-# logits closer than about 1e-28 (a gap of 1e-28 weighs e^-100); fp32 logits up to 3e8 divided by it stay
-# finite, where a temperature of 1e-300 is 0 in fp32 and makes the likeliest logit's quotient 0 / 0.
-MIN_TEMPERATURE = 1e-30
+    """Next ids (batch,) from logits (batch, vocab): every row with `config`'s options, uniforms from `generator`."""
+    rows, vocab_size = logits.shape
+    options = RowOptions.of(config, rows, vocab_size, logits.device)
+    return pick(logits, options, torch.rand(rows, generator=generator, device=logits.device))
 
 
 def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -149,6 +135,40 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (probs / race).argmax(-1)
 
 
+class ReadPrime(NamedTuple):
+    """A random first character to yield ("" when the prime was given or a newline stood in for it), the ids the
+    state was read from (a bounded context rereads them), and the logits and per-layer state after them."""
+
+    first: str
+    ids: torch.Tensor
+    logits: torch.Tensor
+    layers: list
+
+
+def read_prime(stepper: Stepper, vocab: Vocabulary, prime: str, generator: torch.Generator, fix: str) -> ReadPrime:
+    """`stepper.batch_size` copies of `prime` read from the zero state, as `generate` and a server's batch read
+    them. With no prime, the state starts after a newline, or after a random character drawn from `generator`
+    when the vocabulary has no newline."""
+    device, first = generator.device, ""
+    if not prime:
+        if "\n" in vocab.index:
+            prime = "\n"
+        else:
+            prime = first = vocab.chars[int(torch.randint(len(vocab), (1,), generator=generator, device=device))]
+    ids = vocab.encode(prime, fix=fix, what="the prime").long().to(device).unsqueeze(0)
+    ids = ids.expand(stepper.batch_size, -1)
+    bound = stepper.model.config.context
+    if bound is not None:
+        ids = ids[:, -context.reread_length(bound) :]
+    if ids.shape[1] == 1:
+        # One step beats one call of the fused module, whose fixed cost is the larger for one
+        # character (the default LSTM: 0.2 against 2.3 ms on a 2-core CPU).
+        logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
+    else:
+        logits, layers = _read(stepper.model, stepper, ids)
+    return ReadPrime(first, ids, logits, layers)
+
+
 def generate(
     model: CharRNN, vocab: Vocabulary, config: SampleConfig, prime: str = "", seed: int = 0
 ) -> Iterator[list[str]]:
@@ -165,26 +185,16 @@ def generate(
     n = config.num_samples
     model.eval()
     with torch.inference_mode():
-        if not prime:
-            if "\n" in vocab.index:
-                prime = "\n"
-            else:
-                prime = vocab.chars[int(torch.randint(len(vocab), (1,), generator=generator, device=device))]
-                yield [prime] * n
-        ids = vocab.encode(prime, fix=PRIME_HINT, what="the prime").long().to(device).unsqueeze(0).expand(n, -1)
         stepper = Stepper(model, n)
+        first, ids, logits, layers = read_prime(stepper, vocab, prime, generator, PRIME_HINT)
+        if first:
+            yield [first] * n
+        options = RowOptions.of(config, n, len(vocab), device)
+        uniforms = Uniforms(generator, n)
         bound = model.config.context
-        if bound is not None:
-            ids = ids[:, -context.reread_length(bound) :]
-        if ids.shape[1] == 1:
-            # One step beats one call of the fused module, whose fixed cost is the larger for one
-            # character (the default LSTM: 0.2 against 2.3 ms on a 2-core CPU).
-            logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
-        else:
-            logits, layers = _read(model, stepper, ids)
         recent, since_restart = ids, 0
         for _ in range(config.length):
-            next_ids = choose(logits, config, generator)
+            next_ids = pick(logits, options, uniforms.next())
             yield [vocab.chars[i] for i in next_ids.tolist()]
             if bound is None:
                 logits, layers = stepper.step(next_ids, layers)
