@@ -37,6 +37,8 @@ class BatchState:
         self.options: RowOptions | None = None
         self.uniforms: torch.Tensor | None = None
         self._refills: dict[int, list[Member]] = {}
+        # The batch step at which each stream's current chunk of uniforms began.
+        self._origins: dict[int, int] = {}
 
     def change(self, leaving: set[int], joining: list[Member], step: int) -> torch.Tensor | None:
         """Streams (by id) leave and others join before batch step `step`; the rows kept, or None when all are."""
@@ -47,11 +49,22 @@ class BatchState:
             kept = rows_of(staying, self.starts, self.logits.device)
         if staying:
             parts.append(self._rows(kept))
+        for stream in self.streams:
+            if id(stream) in leaving:
+                # Its uniforms say how far they were read, so that a stream continuing them (a bounded-context
+                # model's next piece) reads on where this one stopped, as generate() does.
+                stream.uniforms.used = step - self._origins.pop(id(stream))
         for stream in joining:
-            table = torch.roll(stream.uniforms.chunk, step % UNIFORM_CHUNK, dims=1)
+            uniforms = stream.uniforms
+            if uniforms.used == UNIFORM_CHUNK:
+                uniforms.chunk, uniforms.used = uniforms.next_chunk(), 0
+            # Batch step origin + i reads column i of the chunk; the stream starts at the first unread one.
+            origin = step - uniforms.used
+            table = torch.roll(uniforms.chunk, origin % UNIFORM_CHUNK, dims=1)
             parts.append((stream.logits, stream.layers, stream.options, table))
             stream.logits = stream.layers = None
-            self._refills.setdefault(step + UNIFORM_CHUNK, []).append(stream)
+            self._origins[id(stream)] = origin
+            self._refills.setdefault(origin + UNIFORM_CHUNK, []).append(stream)
         self.streams = staying + joining
         self.starts, start = {}, 0
         for stream in self.streams:
@@ -59,6 +72,7 @@ class BatchState:
         if not parts:
             self.logits = self.layers = self.options = self.uniforms = None
             self._refills.clear()
+            self._origins.clear()
         elif len(parts) == 1:
             self.logits, self.layers, self.options, self.uniforms = parts[0]
         else:
@@ -80,8 +94,10 @@ class BatchState:
             if start is not None:
                 # Every column of the stream's table was read since it was filled; the next chunk goes where
                 # the same steps modulo UNIFORM_CHUNK read it.
-                table = torch.roll(stream.uniforms.next_chunk(), step % UNIFORM_CHUNK, dims=1)
-                self.uniforms[start : start + stream.rows] = table
+                uniforms = stream.uniforms
+                uniforms.chunk, uniforms.used = uniforms.next_chunk(), 0
+                self.uniforms[start : start + stream.rows] = torch.roll(uniforms.chunk, step % UNIFORM_CHUNK, dims=1)
+                self._origins[id(stream)] = step
                 self._refills.setdefault(step + UNIFORM_CHUNK, []).append(stream)
         return pick(self.logits, self.options, self.uniforms[:, step % UNIFORM_CHUNK])
 

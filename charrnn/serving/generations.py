@@ -23,26 +23,26 @@ from charrnn.serving.registry import Served
 from charrnn.serving.request_batching import Batcher, Stream, StreamFailed
 from charrnn.settings.config import SampleConfig
 
-# How often a bounded-context stream between two pieces asks again for its row when others took it.
-REJOIN_POLL_S = 0.005
 
-
-async def open_stream(batcher: Batcher, prime: str, config: SampleConfig, wait: bool, generator_state=None) -> Stream:
-    """A stream in the batch: its rows reserved (or 429, unless `wait`), its prime read, then submitted."""
-    while not batcher.reserve(config.num_samples):
-        if not wait:
-            raise busy(
-                f"this model already generates its limit of {batcher.capacity} samples at once "
-                f"({batcher.rows_in_use} now)"
-            )
-        await asyncio.sleep(REJOIN_POLL_S)
+async def open_stream(
+    batcher: Batcher, prime: str, config: SampleConfig, reserved: bool = False, uniforms=None, hand_on: bool = False
+) -> Stream:
+    """A stream in the batch: its rows reserved (or 429, unless the request already holds them), its prime read,
+    then submitted."""
+    if not reserved and not batcher.reserve(config.num_samples):
+        raise busy(
+            f"this model already generates its limit of {batcher.capacity.limit} samples at once "
+            f"({batcher.rows_in_use} now)"
+        )
     try:
         stream = await run_in_threadpool(batcher.prepare, prime, config, config.seed, asyncio.get_running_loop())
     except BaseException:
-        batcher.release(config.num_samples)
+        if not reserved:
+            batcher.release(config.num_samples)
         raise
-    if generator_state is not None:
-        stream.generator.set_state(generator_state)
+    if uniforms is not None:
+        stream.uniforms = uniforms
+    stream.hands_on_rows = hand_on
     batcher.submit(stream)
     return stream
 
@@ -66,14 +66,14 @@ class Generation:
 
     async def start(self) -> Generation:
         if self.bound is None:
-            self.stream = await open_stream(self.batcher, self.prime, self.config, wait=False)
+            self.stream = await open_stream(self.batcher, self.prime, self.config)
             return self
         reread = context.reread_length(self.bound)
         # What generate() starts from: the prime's last characters, or a newline, or (when the vocabulary has
         # none) the random character the first piece draws and delivers.
         self.recent = self.prime[-reread:] if self.prime else ("\n" if "\n" in self.batcher.vocab.index else "")
         self.drawn = 0
-        self.stream = await open_stream(self.batcher, self.recent, self.piece(), wait=False)
+        self.stream = await open_stream(self.batcher, self.recent, self.piece(), hand_on=self.more_after_piece())
         return self
 
     def piece(self) -> SampleConfig:
@@ -81,20 +81,33 @@ class Generation:
             self.config, length=min(context.piece_length(self.bound), self.config.length - self.drawn)
         )
 
+    def more_after_piece(self) -> bool:
+        return self.drawn + context.piece_length(self.bound) < self.config.length
+
     async def updates(self) -> AsyncIterator[list[str]]:
-        while True:
-            async for new in self.stream.updates():
-                if self.bound is not None:
-                    # Only one sample: `new` holds its text since the update before.
-                    self.recent = (self.recent + new[0])[-context.reread_length(self.bound) :]
-                yield new
-            if self.bound is None:
-                return
-            self.drawn += self.stream.config.length
-            if self.cancelled or self.drawn >= self.config.length:
-                return
-            state = self.stream.generator.get_state()
-            self.stream = await open_stream(self.batcher, self.recent, self.piece(), wait=True, generator_state=state)
+        # Rows a finished piece handed on and no stream holds yet: given back here if the request ends first.
+        holding = False
+        try:
+            while True:
+                async for new in self.stream.updates():
+                    if self.bound is not None:
+                        # Only one sample: `new` holds its text since the update before.
+                        self.recent = (self.recent + new[0])[-context.reread_length(self.bound) :]
+                    yield new
+                if self.bound is None:
+                    return
+                holding = self.stream.kept_rows
+                self.drawn += self.stream.config.length
+                if self.cancelled or self.drawn >= self.config.length:
+                    return
+                uniforms = self.stream.uniforms
+                self.stream = await open_stream(
+                    self.batcher, self.recent, self.piece(), True, uniforms, self.more_after_piece()
+                )
+                holding = False
+        finally:
+            if holding:
+                self.batcher.release(self.config.num_samples)
 
     async def texts(self) -> list[str]:
         """Every sample's new characters, once the last is made."""

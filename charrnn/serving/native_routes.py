@@ -106,7 +106,7 @@ async def score(body: ScoreRequest, request: Request):
     served = request.app.state.registry.get(body.model)
     batcher = served.batcher
     if not batcher.reserve(1):
-        raise busy(f"this model is already at its limit of {batcher.capacity} samples and scores")
+        raise busy(f"this model is already at its limit of {batcher.capacity.limit} samples and scores")
     try:
         result, skipped = await run_in_threadpool(score_text, served, body.text, body.skip_unknown)
     finally:

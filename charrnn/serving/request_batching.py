@@ -126,13 +126,16 @@ class Batcher:
         with self._lock:
             self._end(self._state.streams + self._joining, SHUTDOWN_MESSAGE)
 
-    def _end(self, streams: list[Stream], error: str | None = None) -> None:
-        """The streams leave: their readers learn of it, and their rows are free again."""
+    def _end(self, streams: list[Stream], error: str | None = None, finished: bool = False) -> None:
+        """The streams leave: their readers learn of it, and their rows are free again, except those of a stream
+        that `finished` and hands its rows on to the request's next stream."""
         with self._lock:
             for stream in streams:
                 if not stream.ended:
                     stream.ended = True
-                    self.capacity.release(stream.rows)
+                    stream.kept_rows = finished and stream.hands_on_rows
+                    if not stream.kept_rows:
+                        self.capacity.release(stream.rows)
                     stream.waker.push(("end", stream, error))
 
     def _change(self, leaving: set[Stream], joining: list[Stream]) -> torch.Tensor | None:
@@ -165,8 +168,10 @@ class Batcher:
         self.steps += 1
         ending = [s for s in self._ends.pop(self.steps, ()) if not s.ended]
         if ending:
-            self._end(ending)
+            # The batch lets them go before their readers hear of it, so that what they read of a stream
+            # (how far its uniforms were drawn) is final.
             kept = self._change(set(ending), [])
+            self._end(ending, finished=True)
             if not self._state.streams:
                 return
             ids = ids if kept is None else ids[kept]

@@ -110,6 +110,10 @@ class Stream:
         self.waker = waker
         # Set by the stepping thread once the stream has left the batch and given back its rows.
         self.ended = False
+        # A request made of several streams in turn (a bounded-context model's pieces) keeps its rows from one to
+        # the next: a stream that hands them on and reaches its last character leaves them reserved (kept_rows).
+        self.hands_on_rows = False
+        self.kept_rows = False
         # Filled by Batcher.prepare, handed to the batch when the stream joins it.
         self.logits: torch.Tensor | None = None
         self.layers: list | None = None
