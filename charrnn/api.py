@@ -77,7 +77,7 @@ class Loaded:
 def train(out_dir: str | Path, *, config_file=None, preset=None, resume=False, force=False, **options):
     """Train into `out_dir` as `charrnn train` does, with its options by field name (`num_layers=1`,
     `max_steps=100`); the same rules decide what is left out. Returns the run's `Outcome`."""
-    from charrnn.training.trainer import open_training
+    from charrnn.training.launch import open_training
 
     with open_training(out_dir, options, config_file=config_file, preset=preset, resume=resume, force=force) as trainer:
         for _ in trainer.run():

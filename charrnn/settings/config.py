@@ -48,18 +48,29 @@ DATA, OPTIMISATION, BUDGET, HARDWARE, FILL = "Data", "Optimisation", "Budget", "
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
-    cell: str = option("lstm", "The recurrent cell.", panel=MODEL, choices=CELLS)
+    cell: str = option("lstm", "The recurrent cell.", panel=MODEL, choices=CELLS, recipe=True)
     num_layers: int = option(2, "Stacked recurrent layers.", flag="--layers", panel=MODEL, min=1, example="2")
-    hidden_size: int = option(384, "Units per layer.", panel=MODEL, min=1, example="384")
-    embed_size: int = option(64, "Character embedding size.", panel=MODEL, min=1, example="64")
+    hidden_size: int = option(384, "Units per layer.", panel=MODEL, min=1, example="384", recipe=True)
+    embed_size: int = option(64, "Character embedding size.", panel=MODEL, min=1, example="64", recipe=True)
     dropout: float = option(
-        0.3, "Between stacked layers and before the output.", panel=REGULARISATION, min=0, below=1, example="0.2"
+        0.3,
+        "Between stacked layers and before the output.",
+        panel=REGULARISATION,
+        min=0,
+        below=1,
+        example="0.2",
+        recipe=True,
     )
     embed_dropout: float = option(
-        0.1, "On the character embeddings, before the first layer.", panel=REGULARISATION, min=0, below=1
+        0.1, "On the character embeddings, before the first layer.", panel=REGULARISATION, min=0, below=1, recipe=True
     )
     weight_drop: float = option(
-        0.25, "DropConnect on the recurrent weights W_hh, one mask per batch.", panel=REGULARISATION, min=0, below=1
+        0.25,
+        "DropConnect on the recurrent weights W_hh, one mask per batch.",
+        panel=REGULARISATION,
+        min=0,
+        below=1,
+        recipe=True,
     )
     nonlinearity: str = option("tanh", "Vanilla rnn only.", panel=MODEL, choices=NONLINEARITIES)
     init: str = option("default", "identity: W_hh = I and zero biases; vanilla rnn only.", panel=MODEL, choices=INITS)
@@ -128,7 +139,7 @@ class TrainConfig:
         default_note="0.01 for lstm, 0.005 for gru, 0.002 for rnn",
     )
     weight_decay: float = option(0.05, "AdamW weight decay on weight matrices.", panel=REGULARISATION, min=0)
-    warmup_steps: int = option(100, "Linear learning-rate warm-up.", panel=OPTIMISATION, min=0)
+    warmup_steps: int = option(100, "Linear learning-rate warm-up.", panel=OPTIMISATION, min=0, recipe=True)
     clip_norm: float = option(1.0, "Clip the gradient's total norm; 0 = off.", panel=OPTIMISATION, min=0)
     clip_value: float = option(0.0, "Clip each gradient element; 0 = off.", panel=OPTIMISATION, min=0)
     max_steps: int | None = option(
@@ -137,9 +148,10 @@ class TrainConfig:
         panel=BUDGET,
         min=1,
         default_note=f"{DEFAULT_MAX_STEPS} when no budget is given",
+        recipe=True,
     )
     max_time: float | None = option(None, "Stop after this long, e.g. 90s, 10m, 1h.", panel=BUDGET, above=0)
-    eval_every: int = option(100, "Validate and save every N steps.", panel=BUDGET, min=1)
+    eval_every: int = option(100, "Validate and save every N steps.", panel=BUDGET, min=1, recipe=True)
     val_chars: int | None = option(
         VAL_CHARS,
         "Validate on at most this many characters: windows spread evenly over the validation split, the same "
@@ -155,6 +167,7 @@ class TrainConfig:
         min=0,
         below=1,
         example="0.995",
+        recipe=True,
     )
     init_from: str | None = option(None, "Fine-tune: start from this checkpoint's weights and vocabulary.", panel=MODEL)
     skip_unknown: bool = option(False, "With --init-from: leave out characters the model never saw.", panel=DATA)

@@ -232,7 +232,7 @@ def training_chars_per_s(shape: BenchShape, min_time_s: float, data: str | None 
 
     The training step reads `data` when given, else a synthetic text with the shape's vocabulary.
     """
-    from charrnn.training.trainer import open_training
+    from charrnn.training.launch import open_training
 
     chars = shape.batch_size * shape.seq_len
     length = int(4 * min_train_chars(shape.batch_size, shape.seq_len) / TRAIN_FRACTION)
