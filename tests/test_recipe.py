@@ -5,7 +5,8 @@ import tomllib
 
 import pytest
 
-from charrnn.settings.config import CELL_LR, DEFAULT_MAX_STEPS, ModelConfig, TrainConfig
+from charrnn.settings.config import ModelConfig, TrainConfig
+from charrnn.settings.presets import CELL_LR, DEFAULT_MAX_STEPS
 from charrnn.settings.resolve import Sources, resolve
 from charrnn.training import recipe
 from charrnn.training.launch import open_training

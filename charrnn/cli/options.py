@@ -15,8 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.settings.config import DEFAULT_MAX_STEPS
 from charrnn.settings.options import default_of, flag_of, spec_of
+from charrnn.settings.presets import DEFAULT_MAX_STEPS
 
 
 @functools.cache

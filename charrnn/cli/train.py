@@ -20,7 +20,8 @@ from charrnn.cli.common import (
     use_threads,
 )
 from charrnn.cli.options import given, opt
-from charrnn.settings.config import HARDWARE, PRESETS, ModelConfig, TrainConfig, format_duration, parse_duration
+from charrnn.settings.config import HARDWARE, ModelConfig, TrainConfig, format_duration, parse_duration
+from charrnn.settings.presets import PRESETS
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError
 from charrnn.settings.options import FLOAT32_MAX, SEED_LIMIT, OptionError, check_fields, option
+from charrnn.settings.presets import CELL_LR, DEFAULT_MAX_STEPS
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -29,10 +30,6 @@ class ServeConfig:
     def __post_init__(self) -> None:
         check_fields(self)
 
-
-# The budget when none is given: about 8 minutes for the default model on two CPU cores. Steps, not
-# time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
-DEFAULT_MAX_STEPS = 1350
 
 # What one validation scores at most: few enough that it takes about a second for the default LSTM on two
 # CPU cores whatever the size of the corpus. Alice's validation split is shorter, so it is scored whole.
@@ -104,25 +101,6 @@ DERIVED_MODEL_FIELDS = ("vocab_size", "context")
 ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
 # The same for training options: a run saved before bounded validation scored its whole validation split.
 ADDED_TRAIN_OPTIONS = {"val_chars": None}
-
-
-# The peak learning rate each cell trains well at (docs/training.md, "Defaults that depend on the cell"):
-# the LSTM's was tuned on Alice; the GRU ran best at 5e-3 of 3e-3, 5e-3 and 1e-2; the vanilla cell needs 2e-3.
-CELL_LR = {"lstm": 1e-2, "gru": 5e-3, "rnn": 2e-3}
-
-
-def cell_defaults(cell: str, init: str, nonlinearity: str, seq_len: int) -> dict:
-    """The defaults that depend on the cell, by field name, below a preset, a config file and the command line."""
-    values = {"lr": CELL_LR[cell]}
-    if init == "identity":
-        # DropConnect scales the kept entries of W_hh by 1 / (1 - p): an identity of 1.33 for p = 0.25,
-        # so the state would grow by a third at every step.
-        values["weight_drop"] = 0.0
-    if cell == "rnn" and nonlinearity == "relu":
-        # Nothing bounds a ReLU state carried on for ever; it reads windows of --seq-len from zero, as
-        # Le, Jaitly & Hinton (2015) trained their identity-initialised ReLU networks.
-        values["context"] = seq_len
-    return values
 
 
 @dataclass(frozen=True)
@@ -239,55 +217,6 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-
-
-# `charrnn train --preset NAME`: values, by field name, for the options the user leaves out.
-# Budgets are steps, so a preset gives the same model on any machine; the times are for the
-# Alice corpus on two CPU cores.
-PRESETS: dict[str, dict] = {
-    # seconds: a smoke test that the whole pipeline runs
-    "tiny": {
-        "num_layers": 1,
-        "hidden_size": 64,
-        "embed_size": 16,
-        "seq_len": 64,
-        "batch_size": 8,
-        "warmup_steps": 10,
-        "max_steps": 100,
-        "eval_every": 50,
-    },
-    # about 2 minutes; too short to overfit, so a high learning rate, light dropout, no weight drop, no averaging
-    "quick": {
-        "hidden_size": 256,
-        "dropout": 0.1,
-        "embed_dropout": 0.0,
-        "weight_drop": 0.0,
-        "lr": 1e-2,
-        "weight_decay": 0.1,
-        "ema_decay": 0.0,
-        "max_steps": 600,
-    },
-    # about 8 minutes: the defaults of ModelConfig and TrainConfig
-    "default": {"max_steps": DEFAULT_MAX_STEPS},
-    # about 40 minutes (an estimate from the per-step cost; not trained to the end)
-    "large": {"num_layers": 3, "hidden_size": 512, "dropout": 0.5, "max_steps": 2500},
-}
-BUDGET = ("max_steps", "max_time")
-
-
-def apply_preset(name: str, train_options: dict, model_options: dict) -> tuple[dict, dict]:
-    """The options with the preset's values added where the user gave none; a given budget replaces the preset's."""
-    if name not in PRESETS:
-        raise CharRNNError(f"unknown preset {name!r}. Use one of: {', '.join(PRESETS)}")
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    given_budget = any(k in train_options for k in BUDGET)
-    train_values, model_values = {}, {}
-    for key, value in PRESETS[name].items():
-        if key in model_fields:
-            model_values[key] = value
-        elif not (key in BUDGET and given_budget):
-            train_values[key] = value
-    return {**train_values, **train_options}, {**model_values, **model_options}
 
 
 def to_dict(config) -> dict:
