@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from charrnn.cli import app
 from charrnn.model.network import CharRNN
-from charrnn.studies import bench
+from charrnn.studies import bench, bench_sampling
 from charrnn.studies.bench import BenchShape
 
 TINY_SHAPE = BenchShape(hidden_size=16, embed_size=4, vocab_size=20, batch_size=4, seq_len=8, num_samples=3)
@@ -62,10 +62,10 @@ def test_each_sampling_bound_comes_from_the_faster_storage_order_of_its_own_prod
         timed.extend(fns)
         return seconds
 
-    monkeypatch.setattr(bench, "alternating_seconds_per_call", fake_alternation)
+    monkeypatch.setattr(bench_sampling, "alternating_seconds_per_call", fake_alternation)
     model = CharRNN(TINY_SHAPE.model_config())
-    rates = bench.sampling_rates(model, TINY_SHAPE, 0.0)
-    n, length = TINY_SHAPE.num_samples, bench.SAMPLE_LENGTH
+    rates = bench_sampling.sampling_rates(model, TINY_SHAPE, 0.0)
+    n, length = TINY_SHAPE.num_samples, bench_sampling.SAMPLE_LENGTH
     assert len(timed) == len(seconds)
     single = (rates.single_chars_per_s, rates.cell_loop_chars_per_s)
     batched = (rates.batch_chars_per_s, rates.batch_cell_loop_chars_per_s)

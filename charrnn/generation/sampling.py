@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.model import bounded_context as context
-from charrnn.model.device import available_bytes
+from charrnn.model.device import require_memory
 from charrnn.model.network import CharRNN, has_finite_weights, layer_weights
 from charrnn.settings.config import ModelConfig, SampleConfig
 
@@ -117,12 +117,8 @@ def check_memory(config: ModelConfig, device: torch.device, num_samples: int, he
     before anything is allocated when they need more memory than `device` has free."""
     state = config.num_layers * config.hidden_size * (2 if config.cell == "lstm" else 1)
     needed = 4 * num_samples * (STATE_COPIES * state + LOGIT_COPIES * config.vocab_size) + HELD_CHAR_BYTES * held_chars
-    available = available_bytes(device)
-    if available is not None and needed > available:
-        raise CharRNNError(
-            f"{num_samples:,} samples side by side need at least {needed / 2**30:,.1f} GiB, and "
-            f"{available / 2**30:,.1f} GiB is free. Pass a smaller --num-samples or --length"
-        )
+    what = f"{num_samples:,} samples side by side"
+    require_memory(needed, device, what, "Pass a smaller --num-samples or --length")
 
 
 def require_finite_weights(model) -> None:
