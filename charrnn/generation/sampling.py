@@ -8,6 +8,8 @@ than the arithmetic.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from collections.abc import Iterator
 
 import torch
@@ -143,6 +145,13 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """
     race = torch.empty_like(probs).exponential_(generator=generator).clamp_min_(torch.finfo(probs.dtype).tiny)
     return (probs / race).argmax(-1)
+
+
+def seeded(config: SampleConfig) -> SampleConfig:
+    """`config` with a random seed where it gives none, as `charrnn sample` and the Python API both draw it."""
+    if config.seed is not None:
+        return config
+    return dataclasses.replace(config, seed=secrets.randbelow(2**31))
 
 
 def generate(
