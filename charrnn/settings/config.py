@@ -133,7 +133,8 @@ class TrainConfig:
     val_chars: int | None = option(
         VAL_CHARS,
         "Validate on at most this many characters: windows spread evenly over the validation split, the same "
-        "ones every time; the whole split when it is shorter.",
+        "ones every time; the whole split when it is shorter. The fill objective scores the hidden ones among "
+        "them.",
         panel=BUDGET,
         min=1,
     )
