@@ -36,9 +36,8 @@ class Stepper:
         self.weights = [layer_weights(model.rnn, layer) for layer in range(config.num_layers)]
         self.head = (model.head.weight, model.head.bias)
         if batch_size == 1:
-            # The same matrices, stored transposed: with them, sampling one stream of the default LSTM ran
-            # 1.4x (2 x 384) to 1.9x (2 x 512) faster on a 2-core CPU; some other cells and sizes ran up to
-            # 13% slower (README, Performance), and at batch 32 the stored layout was 8% faster.
+            # The same matrices, stored transposed: one stream of the default LSTM samples faster from them,
+            # while a batch samples faster from the stored layout (docs/performance.md, "Measured choices").
             self.weights = [tuple(column_major(w) if w.dim() == 2 else w for w in ws) for ws in self.weights]
             self.head = (column_major(self.head[0]), self.head[1])
         self.step_fn = {
@@ -65,7 +64,7 @@ class Stepper:
         return torch.stack(layers)
 
     def step(self, ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
-        # Functional calls: a module's __call__ costs about 1.4 microseconds, 3% of a vanilla RNN's step.
+        # Functional calls: a module's __call__ has a fixed cost that is a visible share of a small step.
         x = F.embedding(ids, self.model.embedding.weight)
         new_layers = []
         for weights, layer_state in zip(self.weights, layers):
@@ -183,7 +182,7 @@ def generate(
             ids = ids[:, -context.reread_length(bound) :]
         if ids.shape[1] == 1:
             # One step beats one call of the fused module, whose fixed cost is the larger for one
-            # character (the default LSTM: 0.2 against 2.3 ms on a 2-core CPU).
+            # character (docs/performance.md, "Measured choices").
             logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
         else:
             logits, layers = _read(model, stepper, ids)

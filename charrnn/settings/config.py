@@ -31,8 +31,9 @@ class ServeConfig:
         check_fields(self)
 
 
-# What one validation scores at most: few enough that it takes about a second for the default LSTM on two
-# CPU cores whatever the size of the corpus. Alice's validation split is shorter, so it is scored whole.
+# What one validation scores at most: few enough that a validation costs about the same whatever the size
+# of the corpus (docs/performance.md, "Measured choices"). Alice's validation split is shorter, so it is
+# scored whole.
 VAL_CHARS = 2**15
 
 # torch.optim.AdamW's default first beta, which the trainer keeps.

@@ -8,8 +8,8 @@ from charrnn.errors import CharRNNError
 
 BUDGET = ("max_steps", "max_time")
 
-# The budget when none is given: about 8 minutes for the default model on two CPU cores. Steps, not
-# time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
+# The budget when none is given (its time on one machine: docs/performance.md, "Measured choices"). Steps,
+# not time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
 DEFAULT_MAX_STEPS = 1350
 
 # The peak learning rate each cell trains well at (docs/training.md, "Defaults that depend on the cell"):
@@ -32,10 +32,10 @@ def cell_defaults(cell: str, init: str, nonlinearity: str, seq_len: int) -> dict
 
 
 # `charrnn train --preset NAME`: values, by field name, for the options the user leaves out.
-# Budgets are steps, so a preset gives the same model on any machine; the times are for the
-# Alice corpus on two CPU cores.
+# Budgets are steps, so a preset gives the same model on any machine; how long each takes on one machine
+# is in docs/performance.md, "Measured choices".
 PRESETS: dict[str, dict] = {
-    # seconds: a smoke test that the whole pipeline runs
+    # a smoke test that the whole pipeline runs
     "tiny": {
         "num_layers": 1,
         "hidden_size": 64,
@@ -46,7 +46,7 @@ PRESETS: dict[str, dict] = {
         "max_steps": 100,
         "eval_every": 50,
     },
-    # about 2 minutes; too short to overfit, so a high learning rate, light dropout, no weight drop, no averaging
+    # too short to overfit, so a high learning rate, light dropout, no weight drop, no averaging
     "quick": {
         "hidden_size": 256,
         "dropout": 0.1,
@@ -57,9 +57,9 @@ PRESETS: dict[str, dict] = {
         "ema_decay": 0.0,
         "max_steps": 600,
     },
-    # about 8 minutes: the defaults of ModelConfig and TrainConfig
+    # the defaults of ModelConfig and TrainConfig
     "default": {"max_steps": DEFAULT_MAX_STEPS},
-    # about 40 minutes (an estimate from the per-step cost; not trained to the end)
+    # a larger model for a longer run
     "large": {"num_layers": 3, "hidden_size": 512, "dropout": 0.5, "max_steps": 2500},
 }
 
