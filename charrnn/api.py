@@ -10,7 +10,7 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluation.dynamic import dynamic_evaluate
 from charrnn.evaluation.score import EvalResult, evaluate
 from charrnn.generation.fill import Filled, fill
-from charrnn.generation.sampling import generate
+from charrnn.generation.sampling import generate, seeded
 from charrnn.model.network import CharRNN
 from charrnn.settings.config import DynamicEvalConfig, ModelConfig, SampleConfig
 from charrnn.storage import checkpoint
@@ -49,11 +49,20 @@ class Loaded:
                 f"{bound} characters, as it was trained. Use `charrnn sample` and `charrnn eval`, which read it so"
             )
 
-    def generate(self, prime: str = "", length: int = 200, temperature: float = 0.8, seed: int = 0, **options) -> str:
-        """The prime and `length` new characters; `options` are SampleConfig's (top_k, top_p)."""
+    def generate(
+        self,
+        prime: str = "",
+        length: int = SampleConfig.length,
+        temperature: float = SampleConfig.temperature,
+        seed: int | None = SampleConfig.seed,
+        **options,
+    ) -> str:
+        """The prime and `length` new characters, sampled as `charrnn sample` samples, with its defaults;
+        `options` are SampleConfig's others (top_k, top_p). Without a seed the text is random; the same seed
+        gives the same text."""
         self.require("lm")
-        config = SampleConfig(length=length, temperature=temperature, seed=seed, **options)
-        return prime + "".join(chars[0] for chars in generate(self.model, self.vocab, config, prime, seed))
+        config = seeded(SampleConfig(length=length, temperature=temperature, seed=seed, **options))
+        return prime + "".join(chars[0] for chars in generate(self.model, self.vocab, config, prime, config.seed))
 
     def score(self, text: str, skip_unknown: bool = False, dynamic: bool | DynamicEvalConfig = False) -> EvalResult:
         """Loss, bits per character and perplexity of `text`, each character predicted from those before it.
@@ -77,7 +86,7 @@ class Loaded:
 def train(out_dir: str | Path, *, config_file=None, preset=None, resume=False, force=False, **options):
     """Train into `out_dir` as `charrnn train` does, with its options by field name (`num_layers=1`,
     `max_steps=100`); the same rules decide what is left out. Returns the run's `Outcome`."""
-    from charrnn.training.trainer import open_training
+    from charrnn.training.launch import open_training
 
     with open_training(out_dir, options, config_file=config_file, preset=preset, resume=resume, force=force) as trainer:
         for _ in trainer.run():

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.training.trainer import open_training
+from charrnn.training.launch import open_training
 
 WORDS = (
     "alice rabbit queen hatter tea party garden croquet cat grin door key bottle drink me "

@@ -86,3 +86,15 @@ def test_api_errors_name_the_field_not_the_flag(tmp_path, text_file):
     with pytest.raises(OptionError, match="^num_layers must be at least 1"):
         train(tmp_path / "run", data=str(text_file), num_layers=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_generate_defaults_are_the_cli_sample_defaults(tiny_run):
+    """Same checkpoint, same seed, nothing else given: the Python API and `charrnn sample` write the same text."""
+    result = CliRunner().invoke(app, ["sample", str(tiny_run), "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert charrnn.load(tiny_run).generate(seed=5) == result.stdout.removesuffix("\n")
+
+
+def test_generate_without_a_seed_is_random_as_the_cli_is(tiny_run):
+    model = charrnn.load(tiny_run)
+    assert len({model.generate(length=40) for _ in range(3)}) > 1

@@ -12,7 +12,8 @@ from charrnn.evaluation.dynamic import dynamic_evaluate
 from charrnn.evaluation.score import evaluate
 from charrnn.generation.sampling import generate
 from charrnn.model.network import CharRNN
-from charrnn.settings.config import CELL_LR, DynamicEvalConfig, ModelConfig, SampleConfig
+from charrnn.settings.config import DynamicEvalConfig, ModelConfig, SampleConfig
+from charrnn.settings.presets import CELL_LR
 from charrnn.settings.resolve import Sources, resolve
 from tests.conftest import run
 

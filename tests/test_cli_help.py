@@ -6,9 +6,10 @@ import pytest
 import typer
 
 from charrnn.cli import COMMANDS, app
+from charrnn.cli.options import RECIPE_NOTE
 from charrnn.settings.config import ModelConfig, SampleConfig, TrainConfig
-from charrnn.settings.options import default_of
-from charrnn.settings.resolve import Sources, resolve
+from charrnn.settings.options import default_of, spec_of
+from charrnn.settings.resolve import MODEL_FIELDS, Sources, resolve
 from charrnn.studies.compare_configs import COMPARE_EVAL_EVERY, COMPARE_SHAPE
 from tests.conftest import run
 
@@ -50,9 +51,21 @@ def test_every_shown_default_is_the_one_the_code_uses(command):
     assert checked, f"{command} shows none of its config defaults"
     for name, text in checked.items():
         expected = EXPECTED[command][name]
+        if command == "train" and spec_of(ModelConfig if name in MODEL_FIELDS else TrainConfig, name).recipe:
+            # The recipe's choice for Alice is the field's default (test_recipe.py states it).
+            assert text == RECIPE_NOTE.format(as_shown(expected)), f"train --help: {name}"
+            continue
         if expected is None:
             continue  # something else decides, and the help says what (a random seed)
         assert text.split(" ")[0] == as_shown(expected), f"{command} --help: {name}"
+
+
+def test_train_help_says_which_values_the_recipe_chooses():
+    shown = shown_defaults("train")
+    chosen = {name for name, text in shown.items() if "chosen by the recipe" in text}
+    expected = {"cell", "hidden_size", "embed_size", "dropout", "embed_dropout", "weight_drop"}
+    assert chosen == expected | {"warmup_steps", "max_steps", "eval_every", "ema_decay"}
+    assert "chosen by the recipe" not in shown_defaults("bench").get("hidden_size", "")
 
 
 def test_choices_are_shown_and_checked():

@@ -4,7 +4,8 @@ import pytest
 
 from charrnn.errors import CharRNNError
 from charrnn.settings import config_file as configfile
-from charrnn.settings.config import PRESETS, TrainConfig
+from charrnn.settings.config import TrainConfig
+from charrnn.settings.presets import PRESETS
 from charrnn.storage import checkpoint
 from tests.conftest import TINY, assert_error, run
 

@@ -145,7 +145,7 @@ def test_a_200_mb_corpus_trains_in_under_1_5_gb(tmp_path, cache_dir):
         f"""
         import resource
         from pathlib import Path
-        from charrnn.training.trainer import open_training
+        from charrnn.training.launch import open_training
         from tests.conftest import make_text, train_run
 
         path = Path({str(tmp_path)!r}) / "big.txt"

@@ -11,7 +11,7 @@ from charrnn.data.streams import StreamBatcher
 from charrnn.distributed import Group
 from charrnn.errors import CharRNNError
 from charrnn.storage import checkpoint
-from charrnn.training.trainer import open_training
+from charrnn.training.launch import open_training
 from tests.conftest import make_text
 
 # No dropout of any kind: each process draws its own masks, so only a model without them can match one process.

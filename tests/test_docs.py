@@ -143,3 +143,15 @@ def test_every_model_and_training_option_in_the_table_has_the_code_default():
             assert float(re.search(r"\d[\d.e-]*", documented).group()) == pytest.approx(default), option
         checked += 1
     assert checked >= 15
+
+
+def test_the_design_tour_names_modules_that_exist_and_every_area():
+    root = ROOT
+    tour = (DOCS / "design.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:charrnn|tests)/[\w/.]+)`", tour))
+    assert len(named) > 30
+    missing = sorted(path for path in named if not (root / path).exists())
+    assert not missing, f"docs/design.md names paths that do not exist: {missing}"
+    areas = [p.name for p in (root / "charrnn").iterdir() if (p / "__init__.py").is_file()]
+    unnamed = sorted(area for area in areas if f"`charrnn/{area}/`" not in tour)
+    assert not unnamed, f"docs/design.md does not name these areas: {unnamed}"

@@ -180,3 +180,17 @@ def test_cli_errors(tmp_path, text_file, fill_model_run, tiny_run):
     assert_error(run("eval", fill_model_run, "--compare", fill_model_run), "not a language model")
     assert_error(run("eval", fill_model_run, "--dynamic"), "fill model", "--objective lm")
     assert_error(run("eval", fill_model_run, "--dynamic", "--compare", tiny_run), "--dynamic does not apply", code=2)
+
+
+def test_val_chars_bounds_the_fill_validation_as_it_bounds_a_language_models(tmp_path):
+    """--val-chars means the same for both objectives: at most that many characters of the validation split."""
+    data = tmp_path / "text.txt"
+    data.write_text(make_text(40_000))  # a validation split of 2,000 characters
+    scored = {}
+    for val_chars in (None, 256):
+        out = tmp_path / f"run-{val_chars}"
+        fill_run(out, data, max_steps=2, eval_every=2, val_chars=val_chars)
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        scored[val_chars] = lines[-1]["val_chars"]
+    # About 15% of the characters are hidden: of the whole split, and of the 256 characters read.
+    assert 150 < scored[None] < 450 and 0 < scored[256] < 100

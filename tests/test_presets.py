@@ -3,7 +3,9 @@ import tomllib
 import pytest
 
 from charrnn.errors import CharRNNError
-from charrnn.settings.config import DEFAULT_MAX_STEPS, PRESETS, ModelConfig, TrainConfig, apply_preset
+from charrnn.settings.config import ModelConfig, TrainConfig
+from charrnn.settings.presets import DEFAULT_MAX_STEPS, PRESETS
+from charrnn.settings.resolve import Sources, resolve
 from tests.conftest import assert_error, run
 
 
@@ -11,33 +13,35 @@ def resolved_config(run_dir):
     return tomllib.loads((run_dir / "config.toml").read_text())
 
 
+def preset(name: str, **given):
+    """A run's options under preset `name` with `given` on the command line, resolved as `charrnn train` does."""
+    resolved = resolve(Sources(given=given, preset=name))
+    return resolved.train, ModelConfig(vocab_size=75, **resolved.model)
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_makes_valid_configs(name):
-    train_options, model_options = apply_preset(name, {}, {})
-    ModelConfig(vocab_size=75, **model_options)
-    TrainConfig(**train_options)
-    assert "max_steps" in train_options
+    train, _ = preset(name)
+    assert train.max_steps == PRESETS[name]["max_steps"]
 
 
 def test_given_options_win_over_the_preset():
-    train_options, model_options = apply_preset("quick", {"lr": 1e-3}, {"hidden_size": 100})
-    assert model_options["hidden_size"] == 100 and train_options["lr"] == 1e-3
-    assert train_options["max_steps"] == PRESETS["quick"]["max_steps"]
+    train, model = preset("quick", lr=1e-3, hidden_size=100)
+    assert (model.hidden_size, train.lr, train.max_steps, model.dropout) == (100, 1e-3, 600, 0.1)
 
 
 def test_a_given_budget_replaces_the_presets_budget():
-    train_options, _ = apply_preset("quick", {"max_time": 30.0}, {})
-    assert train_options["max_time"] == 30.0 and "max_steps" not in train_options
+    train, _ = preset("quick", max_time=30.0)
+    assert train.max_time == 30.0 and train.max_steps is None
 
 
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(CharRNNError, match="unknown preset 'huge'. Use one of: tiny, quick, default, large"):
-        apply_preset("huge", {}, {})
+        preset("huge")
 
 
 def test_the_default_preset_is_the_default_run():
-    train_options, model_options = apply_preset("default", {}, {})
-    assert train_options == {"max_steps": DEFAULT_MAX_STEPS} and model_options == {}
+    assert preset("default") == (TrainConfig(max_steps=DEFAULT_MAX_STEPS), ModelConfig(vocab_size=75))
 
 
 def test_cli_unknown_preset(tmp_path, text_file):

@@ -5,10 +5,11 @@ import tomllib
 
 import pytest
 
-from charrnn.settings.config import CELL_LR, DEFAULT_MAX_STEPS, ModelConfig, TrainConfig
+from charrnn.settings.config import ModelConfig, TrainConfig
+from charrnn.settings.presets import CELL_LR, DEFAULT_MAX_STEPS
 from charrnn.settings.resolve import Sources, resolve
 from charrnn.training import recipe
-from charrnn.training.trainer import open_training
+from charrnn.training.launch import open_training
 from tests.conftest import make_text, run
 
 ALICE_TRAIN_CHARS, ALICE_VOCAB = 130_140, 75
@@ -31,7 +32,16 @@ def test_alice_without_options_trains_the_model_it_was_tuned_with():
         **{f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size"},
         "max_steps": DEFAULT_MAX_STEPS,
     }
-    assert chosen(ALICE_TRAIN_CHARS) == tuned
+    alice = chosen(ALICE_TRAIN_CHARS)
+    assert alice == tuned
+    stated = {"cell": "lstm", "num_layers": 2, "hidden_size": 384, "embed_size": 64, "max_steps": 1350}
+    assert {k: alice[k] for k in stated} == stated
+    assert (alice["dropout"], alice["embed_dropout"], alice["weight_drop"], alice["ema_decay"]) == (
+        0.3,
+        0.1,
+        0.25,
+        0.995,
+    )
 
 
 def test_a_larger_text_gets_a_larger_model_and_less_regularisation():
@@ -74,8 +84,10 @@ def test_train_prints_its_choice_and_records_it(tmp_path):
     line = next(line for line in result.stderr.splitlines() if line.startswith("recipe: "))
     written = (tmp_path / "run" / "config.toml").read_text()
     model = tomllib.loads(written)["model"]
-    embedding = f", embedding {model['embed_size']}" if model["cell"] == "gru" else ""
-    assert line.startswith(f"recipe: {model['cell']} 2 x {model['hidden_size']}{embedding};")
+    # Three steps are far too few for the LSTM, and 3 x 32 x 128 characters are 0.683 passes over the 18,000
+    # training characters: the smallest GRU, with an embedding of 192 and no regularisation.
+    assert (model["cell"], model["hidden_size"], model["embed_size"], model["dropout"]) == ("gru", 64, 192, 0.0)
+    assert line.startswith("recipe: gru 2 x 64, embedding 192; 0.683 passes over 18,000 training characters; no ")
     assert (
         line.endswith("Options you give win over it")
         and f"# {line.removesuffix('. Options you give win over it')}" in written
@@ -121,3 +133,34 @@ def test_a_budget_too_short_for_the_lstm_trains_a_gru_at_its_own_learning_rate()
     assert chosen(ALICE_TRAIN_CHARS, max_steps=500, embed_size=32)["embed_size"] == 32
     assert chosen(ALICE_TRAIN_CHARS, max_steps=500, cell="lstm")["cell"] == "lstm"
     assert chosen(ALICE_TRAIN_CHARS, max_steps=recipe.MIN_LSTM_STEPS)["cell"] == "lstm"
+
+
+def test_dry_run_prints_each_value_and_its_source_and_trains_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.txt").write_text(make_text(20_000))
+    result = run("train", "--data", "small.txt", "--max-steps", "3", "--seq-len", "32", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # A 3-step budget is too short for the LSTM: the recipe picks a GRU, and the directory says so.
+    assert lines[0] == "run directory: runs/small-gru"
+    assert {"--cell gru  (recipe)", "--max-steps 3  (command line)", "--seq-len 32  (command line)"} <= set(lines)
+    assert "--lr 0.005  (gru cell)" in lines and "--clip-norm 1.0  (default)" in lines
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_default_run_directory_is_named_after_the_model_the_recipe_chose(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.txt").write_text(make_text(20_000))
+    result = run("train", "--data", "small.txt", "--max-steps", "2", "--seq-len", "16", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "small-gru" / "last.pt").is_file() and not (tmp_path / "runs" / "small-lstm").exists()
+
+
+def test_dry_run_names_the_preset_and_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "opts.toml").write_text("[train]\nbatch_size = 4\n")
+    result = run("train", "--preset", "tiny", "--config", "opts.toml", "--dry-run", "--data", "x.txt")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "--hidden-size 64  (preset tiny)" in lines and "--batch-size 4  (config file opts.toml)" in lines
+    assert lines[0] == "run directory: runs/x-lstm"

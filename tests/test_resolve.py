@@ -3,8 +3,9 @@
 import pytest
 
 from charrnn.errors import CharRNNError
-from charrnn.settings.config import DEFAULT_MAX_STEPS, PRESETS, TrainConfig
+from charrnn.settings.config import TrainConfig
 from charrnn.settings.options import OptionError
+from charrnn.settings.presets import DEFAULT_MAX_STEPS, PRESETS
 from charrnn.settings.resolve import Sources, resolve
 
 SAVED = {

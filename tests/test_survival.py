@@ -14,7 +14,7 @@ import torch
 
 from charrnn.api import load
 from charrnn.storage import checkpoint
-from charrnn.training.trainer import open_training
+from charrnn.training.launch import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, make_text
 
 TINY = ["--hidden-size", "32", "--embed-size", "8", "--layers", "2", "--seq-len", "32", "--batch-size", "8"]
@@ -150,7 +150,7 @@ def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path, data):
         [
             sys.executable,
             "-c",
-            "import sys, time; from charrnn.training.trainer import open_training; "
+            "import sys, time; from charrnn.training.launch import open_training; "
             f"open_training({str(tmp_path / 'run')!r}, { ({**options, **TINY_MODEL})!r}); "
             "print('locked', flush=True); time.sleep(60)",
         ],

@@ -9,7 +9,7 @@ from charrnn.api import load
 from charrnn.errors import CharRNNError
 from charrnn.evaluation.score import EvalResult
 from charrnn.storage import checkpoint
-from charrnn.training.trainer import open_training
+from charrnn.training.launch import open_training
 from tests.conftest import TINY_MODEL, TINY_TRAIN, interrupt_and_resume, make_text, train_run
 
 

@@ -49,7 +49,20 @@ def bench(
     if as_json:
         out.print(json.dumps(report.as_dict()), markup=False)
         return
-    ratios, loop = report.ratios(), f"nn.{cell.upper()}Cell loop"
+    out.print(
+        f"{model.num_layers}-layer {model.hidden_size}-unit {cell}, batch {train.batch_size}, "
+        f"sequence {train.seq_len}, "
+        f"vocabulary {report.shape.vocab_size}, {report.threads} threads",
+        markup=False,
+    )
+    out.print(report_table(report))
+    out.print(f"peak resident memory {report.peak_rss_mb:,.0f} MB", markup=False)
+
+
+def report_table(report) -> Table:
+    """Each rate beside what it is compared with, one row a measure."""
+    cell, num_samples = report.shape.cell, report.shape.num_samples
+    ratios = report.ratios()
     table = Table("measure", "chars/s", "GFLOP/s", "compared with", "ratio")
     if report.corpus is not None:
         table.add_row(
@@ -78,6 +91,12 @@ def bench(
     table.add_row(
         "evaluation", f"{report.eval_chars_per_s:,.0f}", "", "training step", f"{ratios['eval_vs_train']:.1f}"
     )
+    add_sampling_rows(table, report, f"nn.{cell.upper()}Cell loop", num_samples)
+    return table
+
+
+def add_sampling_rows(table: Table, report, loop: str, num_samples: int) -> None:
+    ratios = report.ratios()
     table.add_row(
         "sampling, batch 1", f"{report.sample_chars_per_s:,.0f}", "", loop, f"{ratios['sample_vs_cell_loop']:.2f}"
     )
@@ -109,11 +128,3 @@ def bench(
         "sampling, batch 1",
         f"{ratios['batch_sample_vs_single']:.1f} of at most {ratios['arithmetic_limit_vs_single']:.1f}",
     )
-    out.print(
-        f"{model.num_layers}-layer {model.hidden_size}-unit {cell}, batch {train.batch_size}, "
-        f"sequence {train.seq_len}, "
-        f"vocabulary {report.shape.vocab_size}, {report.threads} threads",
-        markup=False,
-    )
-    out.print(table)
-    out.print(f"peak resident memory {report.peak_rss_mb:,.0f} MB", markup=False)

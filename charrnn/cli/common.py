@@ -43,7 +43,6 @@ def threads_option(panel: str | None = None):
 
 ThreadsOption = Annotated[Optional[int], threads_option()]
 DeviceOption = opt(TrainConfig, "device")
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
 def fail(message: str, code: int = 1):

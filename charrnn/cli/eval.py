@@ -62,11 +62,7 @@ def eval_command(
     use_threads(threads)
     from charrnn import distributed
     from charrnn.api import load
-    from charrnn.data import ids as corpus_ids
-    from charrnn.data.splits import splits
-    from charrnn.evaluation.dynamic import dynamic_evaluate
-    from charrnn.evaluation.score import diverged, evaluate, scored_start
-    from charrnn.storage import checkpoint
+    from charrnn.evaluation.score import diverged
 
     split = split.value
     if not dynamic and (dynamic_lr is not None or dynamic_decay is not None):
@@ -78,15 +74,7 @@ def eval_command(
     loaded = load(checkpoint_path, device)
     if dynamic:
         loaded.require("lm")
-    if data is None:
-        source = loaded.content["train_config"]["data"]
-        encoded = checkpoint.training_text(loaded.content, "Restore it, or pass --data to score another text")
-        ids, skipped = encoded.under(loaded.vocab)
-        part = splits(len(ids))[split]
-        start, end, what = part.start, part.end, f"{split} split of {source}"
-    else:
-        ids, skipped = corpus_ids.load(data).under(loaded.vocab, skip_unknown=skip_unknown)
-        start, end, what = 1, len(ids), data
+    ids, skipped, start, end, what = text_to_score(loaded, data, split, skip_unknown)
     if loaded.objective == "fill" or compare is not None:
         counts = {"skipped": skipped} if skip_unknown else {}
         eval_fill(loaded, ids, start, end, split if data is None else "test", what, compare, counts, as_json, device)
@@ -95,20 +83,11 @@ def eval_command(
     # Under torchrun the processes share the chunks of a plain score, and only rank 0 reports.
     group = distributed.Group() if dynamic else distributed.from_environment()
     if dynamic:
-        with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
-            result = dynamic_evaluate(loaded.model, ids, start, end, settings, on_progress=bar.update)
+        result = score_dynamically(loaded, ids, start, end, settings)
         report["dynamic"] = dataclasses.asdict(settings)
         what += " (dynamic evaluation)"
     else:
-        distributed.start(group, next(loaded.model.parameters()).device)
-        try:
-            result = evaluate(loaded.model, ids, start, end, group=group)
-        except BaseException:
-            distributed.stop(all_done=False)
-            raise
-        distributed.stop(all_done=True)
-        if not group.is_main:
-            end_process(0, group.active)
+        result = score_shared(loaded, ids, start, end, group)
     report = result.as_dict() | report | ({"skipped": skipped} if skip_unknown else {})
     if not as_json:
         out.print(
@@ -124,6 +103,48 @@ def eval_command(
     if as_json:
         print_json(report)
     end_process(0, group.active)
+
+
+def text_to_score(loaded, data, split: str, skip_unknown: bool):
+    """The ids to score, the unknown characters skipped, the span scored and how to name it: a split of the
+    checkpoint's own text, or all of --data."""
+    from charrnn.data import ids as corpus_ids
+    from charrnn.data.splits import splits
+    from charrnn.storage import checkpoint
+
+    if data is None:
+        source = loaded.content["train_config"]["data"]
+        encoded = checkpoint.training_text(loaded.content, "Restore it, or pass --data to score another text")
+        ids, skipped = encoded.under(loaded.vocab)
+        part = splits(len(ids))[split]
+        return ids, skipped, part.start, part.end, f"{split} split of {source}"
+    ids, skipped = corpus_ids.load(data).under(loaded.vocab, skip_unknown=skip_unknown)
+    return ids, skipped, 1, len(ids), data
+
+
+def score_dynamically(loaded, ids, start: int, end: int, settings):
+    from charrnn.evaluation.dynamic import dynamic_evaluate
+    from charrnn.evaluation.score import scored_start
+
+    with progress_bar(total=end - scored_start(start, end), unit="char", desc="dynamic evaluation") as bar:
+        return dynamic_evaluate(loaded.model, ids, start, end, settings, on_progress=bar.update)
+
+
+def score_shared(loaded, ids, start: int, end: int, group):
+    """A plain score, its chunks shared among the processes of `group`; the processes but rank 0 end here."""
+    from charrnn import distributed
+    from charrnn.evaluation.score import evaluate
+
+    distributed.start(group, next(loaded.model.parameters()).device)
+    try:
+        result = evaluate(loaded.model, ids, start, end, group=group)
+    except BaseException:
+        distributed.stop(all_done=False)
+        raise
+    distributed.stop(all_done=True)
+    if not group.is_main:
+        end_process(0, group.active)
+    return result
 
 
 def eval_fill(loaded, ids, start, end, split_name, what, compare, counts, as_json, device) -> None:

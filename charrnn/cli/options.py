@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn.settings.options import default_of, flag_of, spec_of
+from charrnn.settings.presets import DEFAULT_MAX_STEPS
 
 
 @functools.cache
@@ -24,9 +25,16 @@ def choice_enum(name: str, choices: tuple[str, ...]) -> type[enum.Enum]:
     return enum.Enum(name, {c: c for c in choices}, type=str)
 
 
-def default_text(cls, name: str, default=None) -> str | None:
+RECIPE_NOTE = "chosen by the recipe for the text and budget; {} for Alice"
+
+
+def default_text(cls, name: str, default=None, recipe: bool = False) -> str | None:
+    """The default --help shows; `recipe` is for `charrnn train`, where the recipe chooses the options the
+    table marks, and the field's default is its choice for Alice."""
     spec = spec_of(cls, name)
     value = default_of(cls, name) if default is None else default
+    if recipe and spec.recipe:
+        return RECIPE_NOTE.format(DEFAULT_MAX_STEPS if value is None else value)
     if spec.default_note is not None:
         return spec.default_note
     if value is None or value is False:
@@ -34,9 +42,19 @@ def default_text(cls, name: str, default=None) -> str | None:
     return "on" if value is True else str(value)
 
 
-def opt(cls, name: str, *, flag: str | None = None, help: str | None = None, default=None, panel: str | None = None):
+def opt(
+    cls,
+    name: str,
+    *,
+    flag: str | None = None,
+    help: str | None = None,
+    default=None,
+    panel: str | None = None,
+    recipe: bool = False,
+):
     """The annotation of a parameter for field `name` of `cls`; the keyword arguments are for a command
-    whose own default or wording differs from the field's, e.g. `compare`'s smaller shared model."""
+    whose own default or wording differs from the field's, e.g. `compare`'s smaller shared model, and
+    `recipe` for `charrnn train`, whose recipe chooses some values."""
     spec = spec_of(cls, name)
     field_type = typing.get_type_hints(cls)[name]
     base = next((t for t in typing.get_args(field_type) if t is not type(None)), field_type)
@@ -44,7 +62,7 @@ def opt(cls, name: str, *, flag: str | None = None, help: str | None = None, def
         base = choice_enum(name.title().replace("_", ""), spec.choices)
     elif name == "max_time":
         base = str  # a duration, e.g. 10m
-    shown = default_text(cls, name, default)
+    shown = default_text(cls, name, default, recipe)
     text = (help or spec.help) + (f" \\[default: {shown}]" if shown is not None else "")
     flags = flag or flag_of(cls, name)
     if base is bool:

@@ -1,7 +1,6 @@
 """`charrnn sample`: text from a model, from one prime or in an interactive session."""
 
 import itertools
-import secrets
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -57,7 +56,7 @@ def sample(
     """Generate text; it streams to stdout as it is generated."""
     use_threads(threads)
     from charrnn.api import load
-    from charrnn.generation.sampling import PRIME_HINT, check_memory, generate
+    from charrnn.generation.sampling import PRIME_HINT, check_memory, generate, seeded
 
     config = SampleConfig(
         **given(dict(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples))
@@ -73,7 +72,7 @@ def sample(
     loaded.require("lm")
     loaded.vocab.encode(prime, fix=PRIME_HINT, what="the prime")
     if config.seed is None:
-        config = SampleConfig(**{**config.__dict__, "seed": secrets.randbelow(2**31)})
+        config = seeded(config)
         err.print(f"seed: {config.seed}")
     if interactive:
         return interactive_session(loaded, config)

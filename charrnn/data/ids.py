@@ -25,8 +25,8 @@ from charrnn.data import cache, corpus
 from charrnn.data.vocabulary import SKIP_HINT, Vocabulary, smallest_dtype
 from charrnn.errors import CharRNNError
 
-# Small pieces keep each step's buffers in cache and reuse freed memory: with 16 MB pieces, encoding
-# a 200 MB file ran 2.6x slower.
+# Small pieces keep each step's buffers in cache and reuse freed memory; larger pieces encoded a large file
+# slower (docs/performance.md, "Measured choices").
 PIECE_BYTES = 1 << 20
 MAX_CODE_POINT = 0x10FFFF
 DTYPES = {"uint8": torch.uint8, "int16": torch.int16, "int32": torch.int32}

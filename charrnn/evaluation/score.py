@@ -148,9 +148,9 @@ def _worker_count(model, device: torch.device, num_chunks: int) -> int:
     """How many threads score chunks side by side, each with its own share of PyTorch's threads.
 
     PyTorch runs the vanilla RNN and the GRU as one small matrix product per step, which two threads
-    barely share: on a 2-core CPU, two threads scoring half the streams each ran 1.1x to 2x faster
-    (2 to 128 streams, 2 x 384). Its LSTM runs in oneDNN, which spreads one sequence over the threads
-    itself: splitting gained 4-7% at 32 streams or more and lost 5-11% at 2 to 4, so it stays whole.
+    barely share, so threads scoring a share of the streams each run faster. Its LSTM runs in oneDNN,
+    which spreads one sequence over the threads itself, so it stays whole (docs/performance.md,
+    "Measured choices").
     """
     if device.type != "cpu" or model.config.cell == "lstm":
         return 1

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from charrnn.data.splits import Split
 from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
-from charrnn.evaluation.score import EvalResult, evaluate
+from charrnn.evaluation.score import EvalResult, evaluate, spans
 from charrnn.generation.sampling import draw, require_finite_weights, tempered
 from charrnn.settings.config import ModelConfig, TrainConfig
 from charrnn.settings.options import wrap_seed
@@ -92,10 +92,18 @@ class Fill:
         return MaskedWindows(ids, self.config, self.mask_id, first, count)
 
     def validation_score(self, model, ids, split: Split, group):
-        """The whole split's hidden characters, in every process (`group` is not used): fill models
-        train on texts small enough for that."""
+        """The hidden characters of at most --val-chars characters of the split, in the windows a language
+        model's validation reads (`evaluation.score.spans`), in every process (`group` is not used)."""
         hidden = eval_mask(len(split), self.config.mask_rate, self.config.mask_span, split.name)
-        return score_masked(model, ids[split.start : split.end], hidden, self.config.seq_len)
+        nats, chars, correct = 0.0, 0, 0
+        for start, end in spans(split.start, split.end, self.config.val_chars):
+            window = hidden[start - split.start : end - split.start]
+            if window.any():
+                part = score_masked(model, ids[start:end], window, self.config.seq_len)
+                nats, chars, correct = nats + part.nats, chars + part.chars, correct + part.correct
+        if chars == 0:
+            raise CharRNNError("no position of the validation split was hidden to score. Train on a longer text")
+        return EvalResult(nats=nats, chars=chars, correct=correct)
 
 
 def eval_mask(length: int, mask_rate: float, mask_span: int, split_name: str) -> torch.Tensor:

@@ -8,6 +8,8 @@ than the arithmetic.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -18,7 +20,7 @@ from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.generation.drawing import MIN_TEMPERATURE, RowOptions, Uniforms, pick
 from charrnn.model import bounded_context as context
-from charrnn.model.device import available_bytes
+from charrnn.model.device import require_memory
 from charrnn.model.network import CharRNN, has_finite_weights, layer_weights
 from charrnn.settings.config import ModelConfig, SampleConfig
 
@@ -36,9 +38,8 @@ class Stepper:
         self.weights = [layer_weights(model.rnn, layer) for layer in range(config.num_layers)]
         self.head = (model.head.weight, model.head.bias)
         if batch_size == 1:
-            # The same matrices, stored transposed: with them, sampling one stream of the default LSTM ran
-            # 1.4x (2 x 384) to 1.9x (2 x 512) faster on a 2-core CPU; some other cells and sizes ran up to
-            # 13% slower (README, Performance), and at batch 32 the stored layout was 8% faster.
+            # The same matrices, stored transposed: one stream of the default LSTM samples faster from them,
+            # while a batch samples faster from the stored layout (docs/performance.md, "Measured choices").
             self.weights = [tuple(column_major(w) if w.dim() == 2 else w for w in ws) for ws in self.weights]
             self.head = (column_major(self.head[0]), self.head[1])
         self.step_fn = {
@@ -65,7 +66,7 @@ class Stepper:
         return torch.stack(layers)
 
     def step(self, ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
-        # Functional calls: a module's __call__ costs about 1.4 microseconds, 3% of a vanilla RNN's step.
+        # Functional calls: a module's __call__ has a fixed cost that is a visible share of a small step.
         x = F.embedding(ids, self.model.embedding.weight)
         new_layers = []
         for weights, layer_state in zip(self.weights, layers):
@@ -103,12 +104,8 @@ def check_memory(config: ModelConfig, device: torch.device, num_samples: int, he
     before anything is allocated when they need more memory than `device` has free."""
     state = config.num_layers * config.hidden_size * (2 if config.cell == "lstm" else 1)
     needed = 4 * num_samples * (STATE_COPIES * state + LOGIT_COPIES * config.vocab_size) + HELD_CHAR_BYTES * held_chars
-    available = available_bytes(device)
-    if available is not None and needed > available:
-        raise CharRNNError(
-            f"{num_samples:,} samples side by side need at least {needed / 2**30:,.1f} GiB, and "
-            f"{available / 2**30:,.1f} GiB is free. Pass a smaller --num-samples or --length"
-        )
+    what = f"{num_samples:,} samples side by side"
+    require_memory(needed, device, what, "Pass a smaller --num-samples or --length")
 
 
 def require_finite_weights(model) -> None:
@@ -162,11 +159,18 @@ def read_prime(stepper: Stepper, vocab: Vocabulary, prime: str, generator: torch
         ids = ids[:, -context.reread_length(bound) :]
     if ids.shape[1] == 1:
         # One step beats one call of the fused module, whose fixed cost is the larger for one
-        # character (the default LSTM: 0.2 against 2.3 ms on a 2-core CPU).
+        # character (docs/performance.md, "Measured choices").
         logits, layers = stepper.step(ids[:, 0], stepper.zero_state())
     else:
         logits, layers = _read(stepper.model, stepper, ids)
     return ReadPrime(first, ids, logits, layers)
+
+
+def seeded(config: SampleConfig) -> SampleConfig:
+    """`config` with a random seed where it gives none, as `charrnn sample` and the Python API both draw it."""
+    if config.seed is not None:
+        return config
+    return dataclasses.replace(config, seed=secrets.randbelow(2**31))
 
 
 def generate(

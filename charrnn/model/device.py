@@ -164,16 +164,27 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
+def require_memory(needed: int, device: torch.device, what: str, fix: str, purpose: str = "") -> None:
+    """The one memory check: refuse `what`, which needs `needed` bytes (`purpose`, e.g. " to train"), before
+    anything is allocated when `device` has less free, rather than be killed midway. `fix` says what to pass
+    instead."""
+    available = available_bytes(device)
+    if available is not None and needed > available:
+        raise CharRNNError(
+            f"{what} needs at least {needed / 2**30:,.1f} GiB{purpose}, and {device} has {available / 2**30:,.1f} GiB "
+            f"free. {fix}"
+        )
+
+
 def check_memory(model, train, device: torch.device) -> None:
     """A model too large for the machine is refused before anything is allocated, not killed midway."""
-    needed, available = training_bytes(model, train), available_bytes(device)
-    if available is not None and needed > available:
-        # The advice names what takes the memory: the weights (and their gradients, moments and average), or
-        # one window's activations.
-        weights = 4 * 5 * parameter_count(model)
-        fix = "--hidden-size or --layers" if weights >= needed - weights else "--batch-size, --seq-len or --layers"
-        raise CharRNNError(
-            f"a {model.num_layers} x {model.hidden_size} {model.cell} ({parameter_count(model):,} parameters) "
-            f"at batch {train.batch_size} x {train.seq_len} needs at least {needed / 2**30:,.1f} GiB to train, and "
-            f"{device} has {available / 2**30:,.1f} GiB free. Pass a smaller {fix}"
-        )
+    needed = training_bytes(model, train)
+    # The advice names what takes the memory: the weights (and their gradients, moments and average), or
+    # one window's activations.
+    weights = 4 * 5 * parameter_count(model)
+    fix = "--hidden-size or --layers" if weights >= needed - weights else "--batch-size, --seq-len or --layers"
+    what = (
+        f"a {model.num_layers} x {model.hidden_size} {model.cell} ({parameter_count(model):,} parameters) "
+        f"at batch {train.batch_size} x {train.seq_len}"
+    )
+    require_memory(needed, device, what, f"Pass a smaller {fix}", " to train")

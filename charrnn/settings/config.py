@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from charrnn.errors import CharRNNError
 from charrnn.settings.options import FLOAT32_MAX, SEED_LIMIT, OptionError, check_fields, option
+from charrnn.settings.presets import CELL_LR, DEFAULT_MAX_STEPS
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -30,12 +31,9 @@ class ServeConfig:
         check_fields(self)
 
 
-# The budget when none is given: about 8 minutes for the default model on two CPU cores. Steps, not
-# time, so that `charrnn train` gives the same model on a busy machine as on an idle one.
-DEFAULT_MAX_STEPS = 1350
-
-# What one validation scores at most: few enough that it takes about a second for the default LSTM on two
-# CPU cores whatever the size of the corpus. Alice's validation split is shorter, so it is scored whole.
+# What one validation scores at most: few enough that a validation costs about the same whatever the size
+# of the corpus (docs/performance.md, "Measured choices"). Alice's validation split is shorter, so it is
+# scored whole.
 VAL_CHARS = 2**15
 
 # torch.optim.AdamW's default first beta, which the trainer keeps.
@@ -48,18 +46,29 @@ DATA, OPTIMISATION, BUDGET, HARDWARE, FILL = "Data", "Optimisation", "Budget", "
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
-    cell: str = option("lstm", "The recurrent cell.", panel=MODEL, choices=CELLS)
+    cell: str = option("lstm", "The recurrent cell.", panel=MODEL, choices=CELLS, recipe=True)
     num_layers: int = option(2, "Stacked recurrent layers.", flag="--layers", panel=MODEL, min=1, example="2")
-    hidden_size: int = option(384, "Units per layer.", panel=MODEL, min=1, example="384")
-    embed_size: int = option(64, "Character embedding size.", panel=MODEL, min=1, example="64")
+    hidden_size: int = option(384, "Units per layer.", panel=MODEL, min=1, example="384", recipe=True)
+    embed_size: int = option(64, "Character embedding size.", panel=MODEL, min=1, example="64", recipe=True)
     dropout: float = option(
-        0.3, "Between stacked layers and before the output.", panel=REGULARISATION, min=0, below=1, example="0.2"
+        0.3,
+        "Between stacked layers and before the output.",
+        panel=REGULARISATION,
+        min=0,
+        below=1,
+        example="0.2",
+        recipe=True,
     )
     embed_dropout: float = option(
-        0.1, "On the character embeddings, before the first layer.", panel=REGULARISATION, min=0, below=1
+        0.1, "On the character embeddings, before the first layer.", panel=REGULARISATION, min=0, below=1, recipe=True
     )
     weight_drop: float = option(
-        0.25, "DropConnect on the recurrent weights W_hh, one mask per batch.", panel=REGULARISATION, min=0, below=1
+        0.25,
+        "DropConnect on the recurrent weights W_hh, one mask per batch.",
+        panel=REGULARISATION,
+        min=0,
+        below=1,
+        recipe=True,
     )
     nonlinearity: str = option("tanh", "Vanilla rnn only.", panel=MODEL, choices=NONLINEARITIES)
     init: str = option("default", "identity: W_hh = I and zero biases; vanilla rnn only.", panel=MODEL, choices=INITS)
@@ -95,25 +104,6 @@ ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
 ADDED_TRAIN_OPTIONS = {"val_chars": None}
 
 
-# The peak learning rate each cell trains well at (docs/training.md, "Defaults that depend on the cell"):
-# the LSTM's was tuned on Alice; the GRU ran best at 5e-3 of 3e-3, 5e-3 and 1e-2; the vanilla cell needs 2e-3.
-CELL_LR = {"lstm": 1e-2, "gru": 5e-3, "rnn": 2e-3}
-
-
-def cell_defaults(cell: str, init: str, nonlinearity: str, seq_len: int) -> dict:
-    """The defaults that depend on the cell, by field name, below a preset, a config file and the command line."""
-    values = {"lr": CELL_LR[cell]}
-    if init == "identity":
-        # DropConnect scales the kept entries of W_hh by 1 / (1 - p): an identity of 1.33 for p = 0.25,
-        # so the state would grow by a third at every step.
-        values["weight_drop"] = 0.0
-    if cell == "rnn" and nonlinearity == "relu":
-        # Nothing bounds a ReLU state carried on for ever; it reads windows of --seq-len from zero, as
-        # Le, Jaitly & Hinton (2015) trained their identity-initialised ReLU networks.
-        values["context"] = seq_len
-    return values
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = option("alice", "A known corpus name (see `charrnn corpus`) or a UTF-8 text file.", panel=DATA)
@@ -128,7 +118,7 @@ class TrainConfig:
         default_note="0.01 for lstm, 0.005 for gru, 0.002 for rnn",
     )
     weight_decay: float = option(0.05, "AdamW weight decay on weight matrices.", panel=REGULARISATION, min=0)
-    warmup_steps: int = option(100, "Linear learning-rate warm-up.", panel=OPTIMISATION, min=0)
+    warmup_steps: int = option(100, "Linear learning-rate warm-up.", panel=OPTIMISATION, min=0, recipe=True)
     clip_norm: float = option(1.0, "Clip the gradient's total norm; 0 = off.", panel=OPTIMISATION, min=0)
     clip_value: float = option(0.0, "Clip each gradient element; 0 = off.", panel=OPTIMISATION, min=0)
     max_steps: int | None = option(
@@ -137,13 +127,15 @@ class TrainConfig:
         panel=BUDGET,
         min=1,
         default_note=f"{DEFAULT_MAX_STEPS} when no budget is given",
+        recipe=True,
     )
     max_time: float | None = option(None, "Stop after this long, e.g. 90s, 10m, 1h.", panel=BUDGET, above=0)
-    eval_every: int = option(100, "Validate and save every N steps.", panel=BUDGET, min=1)
+    eval_every: int = option(100, "Validate and save every N steps.", panel=BUDGET, min=1, recipe=True)
     val_chars: int | None = option(
         VAL_CHARS,
         "Validate on at most this many characters: windows spread evenly over the validation split, the same "
-        "ones every time; the whole split when it is shorter.",
+        "ones every time; the whole split when it is shorter. The fill objective scores the hidden ones among "
+        "them.",
         panel=BUDGET,
         min=1,
     )
@@ -155,6 +147,7 @@ class TrainConfig:
         min=0,
         below=1,
         example="0.995",
+        recipe=True,
     )
     init_from: str | None = option(None, "Fine-tune: start from this checkpoint's weights and vocabulary.", panel=MODEL)
     skip_unknown: bool = option(False, "With --init-from: leave out characters the model never saw.", panel=DATA)
@@ -226,55 +219,6 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-
-
-# `charrnn train --preset NAME`: values, by field name, for the options the user leaves out.
-# Budgets are steps, so a preset gives the same model on any machine; the times are for the
-# Alice corpus on two CPU cores.
-PRESETS: dict[str, dict] = {
-    # seconds: a smoke test that the whole pipeline runs
-    "tiny": {
-        "num_layers": 1,
-        "hidden_size": 64,
-        "embed_size": 16,
-        "seq_len": 64,
-        "batch_size": 8,
-        "warmup_steps": 10,
-        "max_steps": 100,
-        "eval_every": 50,
-    },
-    # about 2 minutes; too short to overfit, so a high learning rate, light dropout, no weight drop, no averaging
-    "quick": {
-        "hidden_size": 256,
-        "dropout": 0.1,
-        "embed_dropout": 0.0,
-        "weight_drop": 0.0,
-        "lr": 1e-2,
-        "weight_decay": 0.1,
-        "ema_decay": 0.0,
-        "max_steps": 600,
-    },
-    # about 8 minutes: the defaults of ModelConfig and TrainConfig
-    "default": {"max_steps": DEFAULT_MAX_STEPS},
-    # about 40 minutes (an estimate from the per-step cost; not trained to the end)
-    "large": {"num_layers": 3, "hidden_size": 512, "dropout": 0.5, "max_steps": 2500},
-}
-BUDGET = ("max_steps", "max_time")
-
-
-def apply_preset(name: str, train_options: dict, model_options: dict) -> tuple[dict, dict]:
-    """The options with the preset's values added where the user gave none; a given budget replaces the preset's."""
-    if name not in PRESETS:
-        raise CharRNNError(f"unknown preset {name!r}. Use one of: {', '.join(PRESETS)}")
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    given_budget = any(k in train_options for k in BUDGET)
-    train_values, model_values = {}, {}
-    for key, value in PRESETS[name].items():
-        if key in model_fields:
-            model_values[key] = value
-        elif not (key in BUDGET and given_budget):
-            train_values[key] = value
-    return {**train_values, **train_options}, {**model_values, **model_options}
 
 
 def to_dict(config) -> dict:

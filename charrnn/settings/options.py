@@ -29,6 +29,9 @@ class Spec:
     example: str | None = None
     # Shown as the default in --help where the field's own default is None and something else decides.
     default_note: str | None = None
+    # `charrnn train`'s recipe chooses this option's value for a fresh run that leaves it out
+    # (training/recipe.py); the field's default is what it chooses for Alice.
+    recipe: bool = False
 
 
 def option(default, help: str, **spec):

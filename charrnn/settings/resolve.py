@@ -14,17 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
-from charrnn.settings.config import (
-    ADDED_MODEL_OPTIONS,
-    BUDGET,
-    DEFAULT_MAX_STEPS,
-    DERIVED_MODEL_FIELDS,
-    PRESETS,
-    ModelConfig,
-    TrainConfig,
-    cell_defaults,
-)
+from charrnn.settings.config import ADDED_MODEL_OPTIONS, DERIVED_MODEL_FIELDS, ModelConfig, TrainConfig
 from charrnn.settings.options import OptionError, default_of, flag_of
+from charrnn.settings.presets import BUDGET, DEFAULT_MAX_STEPS, cell_defaults, preset_values
 
 # What --init-from lets a fine-tuning run change: only what acts in training, never the model's shape.
 FINE_TUNABLE = ("dropout", "embed_dropout", "weight_drop")
@@ -74,7 +66,8 @@ def resolve(sources: Sources) -> Resolved:
     if sources.saved is not None:
         layers.append(("run being resumed", {**sources.saved["model_config"], **sources.saved["train_config"]}))
     if sources.preset is not None:
-        layers.append((f"preset {sources.preset}", _preset(sources.preset, {**sources.config_file, **sources.given})))
+        values = preset_values(sources.preset, {**sources.config_file, **sources.given})
+        layers.append((f"preset {sources.preset}", values))
     if sources.config_file:
         layers.append((f"config file {sources.config_path}", sources.config_file))
     layers.append(("command line", sources.given))
@@ -132,14 +125,6 @@ def _check_names(options: dict, where: str) -> None:
             f"the {where} names no option called {', '.join(sorted(unknown))}. "
             f"Known: {', '.join(MODEL_FIELDS + TRAIN_FIELDS)}"
         )
-
-
-def _preset(name: str, given: dict) -> dict:
-    """The preset's values; a budget given elsewhere replaces the preset's whole budget."""
-    if name not in PRESETS:
-        raise CharRNNError(f"unknown preset {name!r}. Use one of: {', '.join(PRESETS)}")
-    given_budget = any(k in given for k in BUDGET)
-    return {k: v for k, v in PRESETS[name].items() if not (k in BUDGET and given_budget)}
 
 
 def _check_resume(chosen: dict, saved: dict, origin: dict) -> None:

@@ -17,8 +17,10 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluation.score import evaluate
 from charrnn.settings.config import format_duration
 from charrnn.studies.compare_configs import COMPARE_TRAINING, Entry
+from charrnn.training.launch import open_training
+from charrnn.training.progress import Progress
 from charrnn.training.run_dir import RunDir, read_metrics
-from charrnn.training.trainer import Progress, Trainer, open_training
+from charrnn.training.trainer import Trainer
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ COMPARE_SHAPE = {
     "weight_drop": 0.0,
 }
 # A fixed recipe, not `train`'s, so a published comparison stays reproducible and every cell is trained the
-# same plain way; the learning rate is each cell's own default, as `train` chooses it (config.CELL_LR).
+# same plain way; the learning rate is each cell's own default, as `train` chooses it (presets.CELL_LR).
 COMPARE_TRAINING = {"weight_decay": 0.1, "warmup_steps": 100, "clip_norm": 1.0, "ema_decay": 0.0}
 
 

@@ -24,7 +24,7 @@ from charrnn.data.splits import splits
 from charrnn.data.vocabulary import Vocabulary
 from charrnn.errors import CharRNNError
 from charrnn.generation.sampling import require_finite_weights
-from charrnn.model.device import GATES, available_bytes, parameter_count
+from charrnn.model.device import GATES, parameter_count, require_memory
 from charrnn.model.network import CharRNN, gru_step, has_finite_weights, layer_weights, lstm_step, rnn_step
 from charrnn.settings.config import ModelConfig, to_dict
 from charrnn.storage import checkpoint
@@ -77,13 +77,10 @@ def build_fresh(fresh: FreshModel, vocab_size: int, shape: dict, seed: int) -> C
     if not (fresh.init_scale > 0 and math.isfinite(fresh.init_scale)):
         raise CharRNNError(f"the init scale must be positive, got {fresh.init_scale:g}. Pass e.g. --init-scale 1.0")
     config = ModelConfig(vocab_size=vocab_size, **shape, **fresh.options)
-    needed, available = 4 * parameter_count(config), available_bytes(torch.device("cpu"))
-    if available is not None and needed > available:
-        raise CharRNNError(
-            f"a {config.num_layers} x {config.hidden_size} {config.cell} with embedding {config.embed_size} needs at "
-            f"least {needed / 2**30:,.1f} GiB for its weights, and {available / 2**30:,.1f} GiB is free. "
-            "Pass a smaller --hidden-size, --layers or --embed-size"
-        )
+    what = f"a {config.num_layers} x {config.hidden_size} {config.cell} with embedding {config.embed_size}'s weights"
+    require_memory(
+        4 * parameter_count(config), torch.device("cpu"), what, "Pass a smaller --hidden-size, --layers or --embed-size"
+    )
     torch.manual_seed(seed)
     model = CharRNN(config)
     with torch.no_grad():
@@ -193,12 +190,8 @@ def check_memory(unrolled: Unrolled, steps: int, count: int) -> None:
     """Every step's state of every window stays in autograd's graph, with its gates: refused before the
     measurement when that is more than the machine has free."""
     needed = 4 * count * (steps + 1) * unrolled.size * (GATES[unrolled.config.cell] + 2)
-    available = available_bytes(torch.device("cpu"))
-    if available is not None and needed > available:
-        raise CharRNNError(
-            f"--steps {steps} over --windows {count} need at least {needed / 2**30:,.1f} GiB, and "
-            f"{available / 2**30:,.1f} GiB is free. Pass fewer --steps or --windows"
-        )
+    what = f"--steps {steps} over --windows {count}"
+    require_memory(needed, torch.device("cpu"), what, "Pass fewer --steps or --windows")
 
 
 def profile(

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from charrnn.model.device import parameter_count, recurrent_parameter_count
-from charrnn.settings.config import DEFAULT_MAX_STEPS, ModelConfig, TrainConfig, format_duration
+from charrnn.settings.config import ModelConfig, TrainConfig, format_duration
+from charrnn.settings.presets import DEFAULT_MAX_STEPS
 
 DEFAULT_PASSES = 42.5
 MIN_STEPS = 200

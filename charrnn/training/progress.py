@@ -1,0 +1,31 @@
+"""What a run reports: a `Progress` after every step (the CLI renders it, metrics.jsonl records it) and an
+`Outcome` at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    elapsed_s: float
+    lr: float
+    train_loss: float
+    grad_norm: float
+    clipped: bool
+    chars_per_s: float
+    budget_fraction: float
+    val_loss: float | None = None
+    val_bpc: float | None = None
+    val_chars: int | None = None  # how many validation characters were scored
+
+
+@dataclass(frozen=True)
+class Outcome:
+    finished: bool
+    step: int
+    elapsed_s: float
+    best_val_bpc: float | None
+    out_dir: Path
