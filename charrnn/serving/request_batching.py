@@ -29,9 +29,10 @@ from charrnn.serving.streams import Stream, StreamFailed, Waker
 from charrnn.settings.config import SampleConfig
 
 # StreamFailed is what a stream's reader catches; the app imports it from here, with the Batcher.
-__all__ = ["PRIME_HINT", "SHUTDOWN_MESSAGE", "Batcher", "Stream", "StreamFailed"]
+__all__ = ["REQUEST_PRIME_HINT", "SHUTDOWN_MESSAGE", "Batcher", "Stream", "StreamFailed"]
 
-PRIME_HINT = "Use only characters of the model's vocabulary in the prime (GET /v1/model lists them)"
+# A request names its fields, not the command line's flags.
+REQUEST_PRIME_HINT = "Use only characters of the model's vocabulary in the prime (GET /v1/model lists them)"
 SHUTDOWN_MESSAGE = "the server is shutting down. Retry the request when it is back"
 
 
@@ -79,7 +80,9 @@ class Batcher:
         n = config.num_samples
         stepper = self._state.single if n == 1 else Stepper(self.model, n)
         with torch.inference_mode():
-            first, _, stream.logits, stream.layers = read_prime(stepper, self.vocab, prime, generator, PRIME_HINT)
+            first, _, stream.logits, stream.layers = read_prime(
+                stepper, self.vocab, prime, generator, REQUEST_PRIME_HINT
+            )
             stream.options = RowOptions.of(config, n, len(self.vocab), self.device)
             stream.uniforms = Uniforms(generator, n)
         if first:
