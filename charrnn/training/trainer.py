@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import threading
@@ -135,9 +136,10 @@ def open_training(
 def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.Recipe, float]:
     """The recipe for the text and budget of `resolved`, and the seconds spent timing steps on the device,
     which a time budget needs."""
-    train_chars = splits(len(encoded.ids))["train"].end
+    parts = splits(len(encoded.ids))
+    train_chars, val = parts["train"].end, parts["val"]
     spent = [0.0]
-    step_seconds = None
+    step_seconds = overhead = None
     if resolved.train.max_time is not None and not distributed.from_environment().active:
         device = devices.resolve(resolved.train.device, 0)
 
@@ -148,8 +150,18 @@ def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.
             spent[0] += time.perf_counter() - began
             return seconds
 
+        def overhead(shape: ModelConfig) -> probe.Overhead:
+            began = time.perf_counter()
+            val_chars = min(resolved.train.val_chars or len(val), len(val))
+            seconds = probe.overhead_seconds(shape, resolved.train, device, val_chars)
+            spent[0] += time.perf_counter() - began
+            return seconds
+
     vocab_size = len(encoded.chars)
-    chosen = recipes.choose(resolved.train, resolved.model, resolved.origin, train_chars, vocab_size, step_seconds)
+    chosen = recipes.choose(
+        resolved.train, resolved.model, resolved.origin, train_chars, vocab_size, step_seconds,
+        overhead=overhead and functools.cache(overhead), spent_s=lambda: spent[0],
+    )  # fmt: skip
     return chosen, spent[0]
 
 
@@ -216,6 +228,7 @@ class Trainer:
         # Timing steps for the recipe was spent on this run's time budget.
         self.step, self.elapsed_s, self.best_val_loss, self.state = 0, self.spent_s, None, None
         self.last_val_loss = None
+        self.closing_s = 0.0  # what the latest validation with its checkpoints took
         if base is not None:
             self.model.load_state_dict(base["model"])
         self.average = WeightAverage(self.model, self.config.ema_decay) if self.config.ema_decay else None
@@ -283,7 +296,8 @@ class Trainer:
         if self.config.max_steps is not None:
             fractions.append(self.step / self.config.max_steps)
         if self.config.max_time is not None:
-            fractions.append(self.elapsed_s / self.config.max_time)
+            # The time the last validation and its checkpoints took is kept for the final one.
+            fractions.append((self.elapsed_s + self.closing_s) / self.config.max_time)
         return min(1.0, max(fractions))
 
     def lr(self) -> float:
@@ -436,8 +450,10 @@ class Trainer:
             self.best_val_loss = val_loss
             if self.group.is_main:
                 checkpoint.save(self.run_dir.path / checkpoint.BEST, self.content(full=False))
-        self.elapsed_s += time.perf_counter() - began
         self._save_last()
+        # Rank 0's, as its clock is every process's: they must agree on the step that ends the run.
+        _, _, self.closing_s = distributed.agree(self.group, self.device, 0.0, False, time.perf_counter() - began)
+        self.elapsed_s += self.closing_s
         # Validation time counts against the budget, so it may be the validation that ends it.
         return dataclasses.replace(
             progress,
