@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -74,7 +75,10 @@ def run_charrnn(text: Path, folder: Path, budget: float, seed: int) -> dict:
         for split in ("val", "test")
     }  # fmt: skip
     summary = json.loads((run / "summary.json").read_text())
+    # The recipe's estimate, from its note in config.toml, beside the steps run: issue 26 wants them within 10%.
+    estimate = re.search(r"about ([\d,]+) steps", (run / "config.toml").read_text())
     return {"val_bpc": scores["val"], "test_bpc": scores["test"], "steps": summary["step"],
+            "estimated_steps": int(estimate.group(1).replace(",", "")) if estimate else None,
             "seconds": summary["elapsed_s"]}  # fmt: skip
 
 
