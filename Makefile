@@ -10,11 +10,13 @@ DATA ?= alice
 TRAIN_ARGS ?=
 BENCH_ARGS ?=
 COMPARE_ARGS ?=
+SPRO ?=
+NANOGPT ?=
 BIN := $(VENV)/bin
 CHARRNN := $(BIN)/charrnn
 STAMP := $(VENV)/.installed
 
-.PHONY: install corpus train sample eval bench compare test test-fast lint docs clean
+.PHONY: install corpus train sample eval bench compare benchmark test test-fast lint docs clean
 
 install: $(STAMP)
 
@@ -56,6 +58,11 @@ bench: | $(STAMP)
 compare: | $(STAMP) corpora/alice.txt
 	$(CHARRNN) compare --data $(DATA) --out runs/compare --plot runs/compare/validation.png $(COMPARE_ARGS)
 
+# The side-by-side benchmark (benchmarks/README.md): nine texts at 1, 2 and 10 minutes, hours on an idle machine.
+# Give the peers' checkouts with SPRO=PATH NANOGPT=PATH; without them their columns stay empty.
+benchmark: | $(STAMP) corpora/alice.txt
+	$(BIN)/python benchmarks/suite.py $(if $(SPRO),--spro $(SPRO)) $(if $(NANOGPT),--nanogpt $(NANOGPT))
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
@@ -68,8 +75,8 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/ruff check charrnn tests
-	$(BIN)/ruff format --check charrnn tests
+	$(BIN)/ruff check charrnn tests benchmarks
+	$(BIN)/ruff format --check charrnn tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache corpora/*.txt corpora/*.ids

@@ -1,24 +1,28 @@
 """The recipe: what `charrnn train --data FILE` chooses for a text and a budget, and that given options win."""
 
 import dataclasses
+import json
+import re
 import tomllib
 
 import pytest
 
+from charrnn.errors import CharRNNError
 from charrnn.settings.config import ModelConfig, TrainConfig
 from charrnn.settings.presets import CELL_LR, DEFAULT_MAX_STEPS
 from charrnn.settings.resolve import Sources, resolve
 from charrnn.training import recipe
 from charrnn.training.launch import open_training
+from charrnn.training.step_timing import Overhead
 from tests.conftest import make_text, run
 
 ALICE_TRAIN_CHARS, ALICE_VOCAB = 130_140, 75
 
 
-def chosen(train_chars: int, vocab: int = 75, step_seconds=None, **given) -> dict:
+def chosen(train_chars: int, vocab: int = 75, step_seconds=None, overhead=None, **given) -> dict:
     """The options a fresh run ends with, recipe applied, for a text of `train_chars` training characters."""
     first = resolve(Sources(given=given))
-    picked = recipe.choose(first.train, first.model, first.origin, train_chars, vocab, step_seconds)
+    picked = recipe.choose(first.train, first.model, first.origin, train_chars, vocab, step_seconds, overhead=overhead)
     final = resolve(Sources(given=given, recipe=picked.values))
     model = dataclasses.asdict(ModelConfig(vocab_size=vocab, **final.model))
     del model["vocab_size"]
@@ -164,3 +168,59 @@ def test_dry_run_names_the_preset_and_the_config_file(tmp_path, monkeypatch):
     lines = result.stdout.splitlines()
     assert "--hidden-size 64  (preset tiny)" in lines and "--batch-size 4  (config file opts.toml)" in lines
     assert lines[0] == "run directory: runs/x-lstm"
+
+
+def schedule_seconds(steps: int, every: int, step_s: float, overhead: Overhead, averaging: bool) -> float:
+    """What a run of `steps` spends: its steps, a validation every `every` steps and one at the end."""
+    return steps * (step_s + (overhead.average_s if averaging else 0.0)) + (steps // every + 1) * overhead.validation_s
+
+
+@pytest.mark.parametrize("budget", [60.0, 600.0], ids=["without averaging", "with averaging"])
+def test_the_steps_of_a_time_budget_pay_for_validation_and_averaging(budget):
+    overhead = Overhead(validation_s=2.0, average_s=0.05)
+    picked = chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape: 0.1, overhead=lambda shape: overhead,
+                    max_time=budget)  # fmt: skip
+    steps = int(re.search(r"about ([\d,]+) steps", picked_reason(budget, overhead)).group(1).replace(",", ""))
+    spent = schedule_seconds(steps, picked["eval_every"], 0.1, overhead, picked["ema_decay"] > 0)
+    assert 0.9 * budget <= spent <= budget
+
+
+def picked_reason(budget: float, overhead: Overhead) -> str:
+    first = resolve(Sources(given={"max_time": budget}))
+    return recipe.choose(
+        first.train, first.model, first.origin, ALICE_TRAIN_CHARS, ALICE_VOCAB, lambda shape: 0.1,
+        overhead=lambda shape: overhead,
+    ).reason  # fmt: skip
+
+
+def test_a_budget_too_short_for_any_model_names_the_shortest_that_works():
+    overhead = Overhead(validation_s=1.0, average_s=0.0)
+    with pytest.raises(CharRNNError) as refused:
+        chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape: 0.5, overhead=lambda shape: overhead, max_time=5.0)
+    shortest = int(re.search(r"Give --max-time (\d+)s or more", str(refused.value)).group(1))
+    assert "trains no model" in str(refused.value)
+    picked = chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape: 0.5, overhead=lambda shape: overhead,
+                    max_time=float(shortest))  # fmt: skip
+    assert picked["max_time"] == shortest
+
+
+def test_a_too_short_budget_is_an_error_on_the_command_line(tmp_path):
+    data = tmp_path / "small.txt"
+    data.write_text(make_text(20_000))
+    result = run("train", "--data", data, "--out", tmp_path / "run", "--max-time", "0.01")
+    assert result.exit_code == 1 and re.search(r"error: .*Give --max-time \d+s or more", result.output)
+
+
+@pytest.mark.slow
+def test_a_time_budget_ends_with_its_last_validation_and_save_within_it(tmp_path):
+    """The recorded schedule, not a stopwatch: the summary's elapsed time counts timing, steps, validations
+    and checkpoints, and the last validation is the last line of metrics.jsonl."""
+    data = tmp_path / "small.txt"
+    data.write_text(make_text(200_000))
+    budget = 40.0
+    result = run("train", "--data", data, "--out", tmp_path / "run", "--max-time", f"{budget:g}")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["val_bpc"] is not None and lines[-1]["step"] == summary["step"]
+    assert summary["elapsed_s"] <= 1.05 * budget

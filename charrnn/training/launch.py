@@ -6,6 +6,7 @@ prints its result); `open_training` then builds the Trainer."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -117,9 +118,10 @@ def open_training(
 def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.Recipe, float]:
     """The recipe for the text and budget of `resolved`, and the seconds spent timing steps on the device,
     which a time budget needs."""
-    train_chars = splits(len(encoded.ids))["train"].end
+    parts = splits(len(encoded.ids))
+    train_chars, val = parts["train"].end, parts["val"]
     spent = [0.0]
-    step_seconds = None
+    step_seconds = overhead = None
     if resolved.train.max_time is not None and not distributed.from_environment().active:
         device = devices.resolve(resolved.train.device, 0)
 
@@ -130,6 +132,22 @@ def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.
             spent[0] += time.perf_counter() - began
             return seconds
 
+        def overhead(shape: ModelConfig) -> probe.Overhead:
+            began = time.perf_counter()
+            val_chars = min(resolved.train.val_chars or len(val), len(val))
+            seconds = probe.overhead_seconds(shape, resolved.train, device, val_chars)
+            spent[0] += time.perf_counter() - began
+            return seconds
+
     vocab_size = len(encoded.chars)
-    chosen = recipes.choose(resolved.train, resolved.model, resolved.origin, train_chars, vocab_size, step_seconds)
+    chosen = recipes.choose(
+        resolved.train,
+        resolved.model,
+        resolved.origin,
+        train_chars,
+        vocab_size,
+        step_seconds,
+        overhead=overhead and functools.cache(overhead),
+        spent_s=lambda: spent[0],
+    )
     return chosen, spent[0]

@@ -10,8 +10,10 @@ several texts (docs/recipes.md):
 - Size. Hidden units such that the run sees about CHARS_PER_PARAMETER training characters per recurrent
   parameter (Alice's default model sees 2.95), and never more than PARAMETERS_PER_CHAR recurrent
   parameters per training character (the default model has 14.4 on Alice). For --max-time the steps come
-  from timing a few training steps of two or three sizes on the device (`probe.py`); that time counts
-  toward the budget.
+  from timing a few training steps of two or three sizes on the device, then the chosen size's validation,
+  checkpoints and weight averaging (`step_timing.py`): the steps are those that fit in what is left of the
+  budget once the timing, the validations every --eval-every steps and the last validation are paid for.
+  A budget that leaves fewer than MIN_TIMED_STEPS steps of the smallest model is refused.
 - Cell. The LSTM, unless the budget gives it fewer than MIN_LSTM_STEPS steps: then a GRU with an embedding of
   GRU_EMBED_SIZE, sized again.
 - Regularisation, by passes over the text: the more often each character is seen, the more dropout,
@@ -27,9 +29,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from charrnn.errors import CharRNNError
 from charrnn.model.device import parameter_count, recurrent_parameter_count
 from charrnn.settings.config import ModelConfig, TrainConfig, format_duration
 from charrnn.settings.presets import DEFAULT_MAX_STEPS
+from charrnn.training.step_timing import Overhead
 
 DEFAULT_PASSES = 42.5
 MIN_STEPS = 200
@@ -39,8 +43,9 @@ PARAMETERS_PER_CHAR = 15.0
 HIDDEN_SIZES = tuple(range(64, 1025, 64))
 # For a time budget the smallest size and this one are timed, and a larger choice is timed before it stands.
 PROBE_HIDDEN = 256
-# A time budget also pays for validation and checkpoints: the steps are estimated for this share of it.
-TRAINING_SHARE = 0.9
+# A time budget that trains fewer steps than this, a first validation's worth, trains no model worth keeping.
+MIN_TIMED_STEPS = 10
+MIN_EVAL_EVERY = 10
 # (least passes, dropout, embedding dropout, weight drop), most passes first: Alice's defaults from 30 passes,
 # where they were tuned (42.5); light dropout alone below, where a two-minute run on Alice (about 20 passes)
 # validated better with it than with half the defaults; none for a text seen less than 3 times.
@@ -63,6 +68,7 @@ class Recipe:
 
 
 StepSeconds = Callable[[ModelConfig], float]  # a model's shape -> seconds a training step takes on this device
+OverheadSeconds = Callable[[ModelConfig], Overhead]  # a model's shape -> its validation's and averaging's seconds
 
 
 def choose(
@@ -72,11 +78,15 @@ def choose(
     train_chars: int,
     vocab_size: int,
     step_seconds: StepSeconds | None = None,
+    *,
+    overhead: OverheadSeconds | None = None,
+    spent_s: Callable[[], float] = lambda: 0.0,
 ) -> Recipe:
     """The recipe for a fresh run of `train` and `model` (resolved without it; `origin` says which options
     were given) on a text with `train_chars` training characters. `step_seconds` times a step of a given
-    shape; without it (under torchrun, where the processes must agree) a time budget is sized as the
-    default budget would be."""
+    shape, `overhead` the rest of a run of it, and `spent_s` says how much of the budget timing has spent
+    so far; without `step_seconds` (under torchrun, where the processes must agree) a time budget is sized
+    as the default budget would be."""
 
     def left_out(name: str) -> bool:
         return origin.get(name, "default") == "default"
@@ -87,7 +97,8 @@ def choose(
     given_steps = train.max_steps if not left_out("max_steps") else None
     if not timed:
         given_steps = given_steps or default_steps
-    sizing = Sizing(train, train_chars, functools.cache(step_seconds) if timed else None)
+    averages = None if left_out("ema_decay") else bool(train.ema_decay)
+    sizing = Sizing(train, train_chars, functools.cache(step_seconds) if timed else None, overhead, spent_s, averages)
     shape = ModelConfig(vocab_size=vocab_size, **model)
     values = {}
     hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
@@ -111,7 +122,7 @@ def choose(
     regularisers = {"dropout": dropout, "embed_dropout": embed_dropout, "weight_drop": weight_drop}
     regularisers["ema_decay"] = AVERAGE_DECAY if steps >= MIN_STEPS_TO_AVERAGE else 0.0
     regularisers["warmup_steps"] = min(MAX_WARMUP_STEPS, steps // 10)
-    regularisers["eval_every"] = max(10, min(train.eval_every, steps // 10))
+    regularisers["eval_every"] = eval_every(train, steps)
     values.update({k: v for k, v in regularisers.items() if left_out(k)})
     why.append(_regularisation(values))
     return Recipe(values, "; ".join(part for part in why if part))
@@ -125,6 +136,9 @@ class Sizing:
     train: TrainConfig
     train_chars: int
     step_seconds: StepSeconds | None
+    overhead: OverheadSeconds | None = None
+    spent_s: Callable[[], float] = lambda: 0.0
+    averages: bool | None = None  # whether the run averages weights: None for the recipe to choose by its steps
 
     def fit(self, shape: ModelConfig, choose_size: bool, steps: int | None) -> tuple[int, int, float | None]:
         """The hidden size (shape's own unless `choose_size`), the steps it trains for, and the seconds a step
@@ -134,7 +148,7 @@ class Sizing:
             if steps is not None:
                 return shape.hidden_size, steps, None
             seconds = self._seconds(shape, shape.hidden_size, shape.hidden_size)
-            return shape.hidden_size, self._steps(seconds(shape.hidden_size)), seconds(shape.hidden_size)
+            return self._paid_for(shape, [shape.hidden_size], shape.hidden_size, seconds)
         cap = PARAMETERS_PER_CHAR * self.train_chars
         allowed = [h for h in HIDDEN_SIZES if recurrent_parameters(shape, h) <= cap] or [HIDDEN_SIZES[0]]
         if steps is not None:
@@ -145,7 +159,33 @@ class Sizing:
             # Beyond the sizes timed: time this one too, and choose again from the fit through both.
             seconds = self._seconds(shape, PROBE_HIDDEN, hidden)
             hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
-        return hidden, self._steps(seconds(hidden)), seconds(hidden)
+        return self._paid_for(shape, allowed, hidden, seconds)
+
+    def _paid_for(
+        self, shape: ModelConfig, allowed: list[int], hidden: int, seconds: Callable[[int], float]
+    ) -> tuple[int, int, float]:
+        """`hidden`, or the smallest allowed size if `hidden` gets fewer than MIN_TIMED_STEPS steps, with the
+        steps left once its validations and averaging are paid for."""
+        steps = self._steps(seconds(hidden), self._overhead(shape, hidden))
+        if steps < MIN_TIMED_STEPS and hidden != allowed[0]:
+            hidden = allowed[0]
+            steps = self._steps(seconds(hidden), self._overhead(shape, hidden))
+        if steps < MIN_TIMED_STEPS:
+            raise self._too_short(seconds(hidden), self._overhead(shape, hidden))
+        return hidden, steps, seconds(hidden)
+
+    def _overhead(self, shape: ModelConfig, hidden: int) -> Overhead:
+        return Overhead(0.0, 0.0) if self.overhead is None else self.overhead(_sized(shape, hidden))
+
+    def _too_short(self, step_s: float, overhead: Overhead) -> CharRNNError:
+        every = max(MIN_EVAL_EVERY, min(self.train.eval_every, MIN_TIMED_STEPS))
+        spent = self.spent_s()
+        needed = spent + overhead.validation_s * (1 + MIN_TIMED_STEPS / every) + MIN_TIMED_STEPS * step_s
+        return CharRNNError(
+            f"a time budget of {format_duration(self.train.max_time)} trains no model: timing the device took "
+            f"{spent:.1f}s, and the smallest model needs {step_s:.2f}s a step and {overhead.validation_s:.2f}s "
+            f"a validation, {MIN_TIMED_STEPS} steps at least. Give --max-time {math.ceil(needed * 1.1)}s or more"
+        )
 
     def _seconds(self, shape: ModelConfig, small: int, large: int) -> Callable[[int], float]:
         """Seconds a step takes at any hidden size, a + b * parameters through the times of `small` and `large`."""
@@ -154,8 +194,26 @@ class Sizing:
         slope = max(0.0, (t_large - t_small) / (p_large - p_small)) if large != small else 0.0
         return lambda h: max(t_small, t_small + slope * (parameter_count(_sized(shape, h)) - p_small))
 
-    def _steps(self, seconds_per_step: float) -> int:
-        return max(1, int(TRAINING_SHARE * self.train.max_time / seconds_per_step))
+    def _steps(self, seconds_per_step: float, overhead: Overhead = Overhead(0.0, 0.0)) -> int:
+        """The most steps that fit in what timing left of the budget, with a validation every eval_every steps
+        (as the recipe sets it for those steps) and one at the end, and averaging if the run averages."""
+        left = self.train.max_time - self.spent_s() - overhead.validation_s
+
+        def seconds(steps: int) -> float:
+            averaging = self.averages if self.averages is not None else steps >= MIN_STEPS_TO_AVERAGE
+            per_step = seconds_per_step + (overhead.average_s if averaging else 0.0)
+            return steps * per_step + steps // eval_every(self.train, steps) * overhead.validation_s
+
+        low, high = 0, max(0, int(left / seconds_per_step))
+        while low < high:  # the most steps whose schedule fits
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if seconds(middle) <= left else (low, middle - 1)
+        return low
+
+
+def eval_every(train: TrainConfig, steps: int) -> int:
+    """The validation interval the recipe sets for a run of `steps`: ten validations, at most every --eval-every."""
+    return max(MIN_EVAL_EVERY, min(train.eval_every, steps // 10))
 
 
 def recurrent_parameters(shape: ModelConfig, hidden: int) -> int:

@@ -101,6 +101,7 @@ class Trainer:
         # Timing steps for the recipe was spent on this run's time budget.
         self.step, self.elapsed_s, self.best_val_loss, self.state = 0, self.spent_s, None, None
         self.last_val_loss = None
+        self.closing_s = 0.0  # what the latest validation with its checkpoints took
         if base is not None:
             self.model.load_state_dict(base["model"])
         self.average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
@@ -122,7 +123,8 @@ class Trainer:
         distributed.stop(all_done=self.ran_to_the_end)
 
     def budget_fraction(self) -> float:
-        return schedule.budget_fraction(self.config, self.step, self.elapsed_s)
+        # The time the last validation and its checkpoints took is kept for the final one.
+        return schedule.budget_fraction(self.config, self.step, self.elapsed_s + self.closing_s)
 
     def lr(self) -> float:
         return schedule.learning_rate(self.config, self.step, self.budget_fraction())
@@ -203,8 +205,10 @@ class Trainer:
             self.best_val_loss = val_loss
             if self.group.is_main:
                 validation.save(self.run_dir.path, checkpoint.BEST, self.content(full=False))
-        self.elapsed_s += time.perf_counter() - began
         self._save_last()
+        # Rank 0's, as its clock is every process's: they must agree on the step that ends the run.
+        _, _, self.closing_s = distributed.agree(self.group, self.device, 0.0, False, time.perf_counter() - began)
+        self.elapsed_s += self.closing_s
         # Validation time counts against the budget, so it may be the validation that ends it.
         return dataclasses.replace(
             progress,
