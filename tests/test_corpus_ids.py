@@ -1,6 +1,8 @@
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 from charrnn.data import cache, corpus
 from charrnn.data import ids as corpus_ids
 from charrnn.data.vocabulary import Vocabulary
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, notes_to
 from tests.conftest import make_text, train_run
 
 # Every test caches under a directory of its own (conftest's cache_dir), to count and clear entries.
@@ -81,26 +83,44 @@ def test_an_explicit_cache_dir_wins(tmp_path, cache_dir):
     assert not cache_dir.exists()
 
 
-def test_an_unwritable_cache_encodes_in_memory_with_a_warning(tmp_path, monkeypatch):
+def test_an_unwritable_cache_encodes_in_memory_with_a_note(tmp_path, monkeypatch):
     # A directory under a regular file cannot be made, even by root (for whom chmod 0o500 stops nothing).
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setenv(cache.DIR_VARIABLE, str(blocker / "cache"))
     path = tmp_path / "mixed.txt"
     path.write_bytes(MIXED.encode("utf-8"))
-    with pytest.warns(cache.CacheWarning, match=r"could not cache the encoded mixed\.txt in .*a-file/cache .*memory"):
+    notes = []
+    with notes_to(notes.append):
         loaded = corpus_ids.load(str(path))
+    assert len(notes) == 1 and re.search(r"could not cache the encoded mixed\.txt in .*a-file/cache .*memory", notes[0])
     chars, ids, sha256 = encoded_by_hand(path)
     assert loaded.chars == chars and loaded.sha256 == sha256 and torch.equal(loaded.ids, ids)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "mixed.txt"]
+
+
+def test_a_library_user_hears_notes_through_the_charrnn_logger(tmp_path, monkeypatch, caplog):
+    """With no CLI listening, a note is a WARNING of the `charrnn` logger, which no warnings filter hides."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(cache.DIR_VARIABLE, str(blocker / "cache"))
+    path = tmp_path / "text.txt"
+    path.write_text("hello")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        corpus_ids.load(str(path))
+    [record] = [r for r in caplog.records if r.name == "charrnn"]
+    assert record.levelname == "WARNING" and "could not cache the encoded text.txt" in record.getMessage()
 
 
 def test_an_entry_that_cannot_be_replaced_also_falls_back(tmp_path, cache_dir):
     path = tmp_path / "text.txt"
     path.write_text("hello")
     (cache.entry_path(cache_dir, corpus_ids._file_sha256(path)[:16])).mkdir(parents=True)
-    with pytest.warns(cache.CacheWarning):
+    notes = []
+    with notes_to(notes.append):
         assert corpus_ids.load(str(path)).chars == sorted(set("hello"))
+    assert len(notes) == 1 and "encoded in memory" in notes[0]
 
 
 def test_a_vocabulary_of_65536_characters(tmp_path):

@@ -23,6 +23,14 @@ def test_unknown_characters_are_counted_and_named():
     assert vocab.decode(vocab.encode("abzzqc", skip_unknown=True).tolist()) == "abc"
 
 
+def test_a_lone_surrogate_is_refused_in_library_use_as_in_the_cli():
+    """Python hands a byte that is not UTF-8 over as a lone surrogate; encoding it is the project's error."""
+    vocab = Vocabulary.from_text("abc")
+    with pytest.raises(CharRNNError, match=r"never saw: '\\udcff' \(1x\)"):
+        vocab.encode("a\udcffb")
+    assert vocab.decode(vocab.encode("a\udcffb", skip_unknown=True).tolist()) == "ab"
+
+
 def test_smallest_dtype_holds_large_vocabularies():
     assert smallest_dtype(256) == torch.uint8
     assert smallest_dtype(257) == torch.int16

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from tqdm import tqdm
 
 from charrnn.cli.options import opt
-from charrnn.errors import CharRNNError, Notice
+from charrnn.errors import CharRNNError, notes_to
 from charrnn.settings.config import TrainConfig
 from charrnn.settings.options import OptionError, not_utf8
 
@@ -57,8 +56,7 @@ def handles_errors(command):
     def wrapper(*args, **kwargs):
         replaceable_output()
         try:
-            with warnings.catch_warnings():
-                warnings.showwarning = _notes_first(warnings.showwarning)
+            with notes_to(print_note):
                 return command(*args, **kwargs)
         except OptionError as e:
             fail(e.for_flags())
@@ -117,16 +115,9 @@ def read_text_file(path: Path, flag: str) -> str:
     return decode_text(data, str(path))
 
 
-def _notes_first(show):
-    """A Notice from the core is one `note: ...` line on stderr; any other warning is shown as Python shows it."""
-
-    def show_warning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, Notice):
-            err.print(f"note: {message}", markup=False)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    return show_warning
+def print_note(message: str) -> None:
+    """A note from the core: one `note: ...` line on stderr."""
+    err.print(f"note: {message}", markup=False)
 
 
 def end_process(code: int, distributed: bool):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from charrnn import atomic
 from charrnn.data.corpus import xdg_base_dir
-from charrnn.errors import CharRNNError, Notice
+from charrnn.errors import CharRNNError
 
 DIR_VARIABLE = "CHARRNN_CACHE_DIR"
 MAX_MB_VARIABLE = "CHARRNN_CACHE_MAX_MB"
@@ -31,10 +31,6 @@ HEADER_ALIGN = 4096
 ENTRY_NAME = re.compile(r"[0-9a-f]{16}\.ids")
 # A temporary file this old was left by a killed process: a live writer finishes within minutes.
 STALE_TEMP_S = 24 * 3600
-
-
-class CacheWarning(Notice):
-    """The cache could not be written, so the work was done in memory and will be done again next time."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A cache entry (see charrnn/data/cache.py for where, and for its size bound) is k
 file's bytes and holds the text's own vocabulary (sorted characters) and its ids in the smallest integer
 dtype that holds it. The file is read in pieces, so no step holds the whole text, let alone one Python
 object per character. When the cache cannot be written (read-only, full, or not a directory) the ids are
-encoded in memory instead, with a `cache.CacheWarning` that says so.
+encoded in memory instead, with a note that says so.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 from charrnn import atomic
 from charrnn.data import cache, corpus
 from charrnn.data.vocabulary import SKIP_HINT, Vocabulary, smallest_dtype
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, note
 
 # Small pieces keep each step's buffers in cache and reuse freed memory; larger pieces encoded a large file
 # slower (docs/performance.md, "Measured choices").
@@ -177,7 +176,7 @@ def _encode(path: Path, entry: Path, limit: int) -> CorpusIds:
         f"will be encoded again next time. Set ${cache.DIR_VARIABLE} to a writable directory with free space, "
         "or make room with `charrnn cache --clear`"
     )
-    warnings.warn(cache.CacheWarning(message), stacklevel=3)
+    note(message)
     ids = torch.empty(length, dtype=dtype)
     _fill(ids, table, path)
     return CorpusIds(chars=chars, ids=ids, sha256=sha256)

@@ -23,6 +23,7 @@ from charrnn.settings.resolve import Resolved, Sources, resolve
 from charrnn.storage import checkpoint
 from charrnn.training import recipe as recipes
 from charrnn.training import step_timing as probe
+from charrnn.training.objectives import check_splits
 from charrnn.training.run_dir import RunDir
 from charrnn.training.trainer import Trainer
 
@@ -75,6 +76,8 @@ def plan_training(
     chosen, probe_s, encoded = None, 0.0, None
     if use_recipe and saved is None and preset is None and base is None and resolved.train.objective == "lm":
         encoded = corpus_ids.load(resolved.train.data)
+        # The recipe sizes a model by the text's splits: a text too short to have them is refused first.
+        check_splits(splits(len(encoded.ids)))
         chosen, probe_s = _recipe(resolved, encoded)
         if chosen.values:
             resolved = resolve(dataclasses.replace(sources, recipe=chosen.values))
