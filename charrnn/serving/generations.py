@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from charrnn.model import bounded_context as context
 from charrnn.serving.error_handlers import Refused, busy
@@ -142,3 +143,10 @@ async def until_disconnect(request: Request, work, on_disconnect: Callable[[], N
     finally:
         watch.cancel()
         task.cancel()
+
+
+def event_stream(events: AsyncIterator[str], seed: int) -> StreamingResponse:
+    """Server-sent events as they are made, with the seed that makes the same text again."""
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Seed": str(seed)}
+    )

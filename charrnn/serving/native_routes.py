@@ -8,13 +8,13 @@ import secrets
 from typing import Optional
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from charrnn.errors import CharRNNError
 from charrnn.evaluation.score import evaluate
 from charrnn.serving.error_handlers import ERRORS, Refused, busy
-from charrnn.serving.generations import Generation, until_disconnect
+from charrnn.serving.generations import Generation, event_stream, until_disconnect
 from charrnn.serving.registry import Served
 from charrnn.serving.request_batching import StreamFailed
 from charrnn.serving.schemas import (
@@ -71,11 +71,7 @@ async def generate(body: GenerateRequest, request: Request):
         raise Refused(422, "a stream sends one sample. Send num_samples 1, or leave out stream")
     generation = await Generation(served, prime, config).start()
     if body.stream:
-        return StreamingResponse(
-            events(generation, prime),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Seed": str(config.seed)},
-        )
+        return event_stream(events(generation, prime), config.seed)
     texts = await until_disconnect(request, generation.texts(), generation.cancel)
     if texts is None:
         return Response(status_code=CLIENT_GONE)

@@ -8,10 +8,10 @@ import secrets
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from charrnn.serving.error_handlers import OPENAI_ERRORS, Refused
-from charrnn.serving.generations import Generation, until_disconnect
+from charrnn.serving.generations import Generation, event_stream, until_disconnect
 from charrnn.serving.native_routes import CLIENT_GONE
 from charrnn.serving.request_batching import StreamFailed
 from charrnn.serving.schemas import Completion, CompletionRequest, ModelList
@@ -57,11 +57,7 @@ async def completions(body: CompletionRequest, request: Request):
     generation = await Generation(served, body.prompt, config).start()
     completion = {"id": f"cmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": served.name}
     if body.stream:
-        return StreamingResponse(
-            chunks(generation, completion),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Seed": str(config.seed)},
-        )
+        return event_stream(chunks(generation, completion), config.seed)
     texts = await until_disconnect(request, generation.texts(), generation.cancel)
     if texts is None:
         return Response(status_code=CLIENT_GONE)
