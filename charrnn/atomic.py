@@ -33,7 +33,7 @@ def replacing(path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -43,7 +43,7 @@ def write_bytes(path: Path, data: bytes | memoryview) -> None:
         f.write(data)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make the rename itself durable. Not every platform can open a directory (Windows cannot); there the
     rename is as durable as the platform makes it."""
     try:

@@ -78,9 +78,10 @@ TINY_TRAIN = {
 }
 
 
-def train_run(out_dir, data, model=None, **train):
+def train_run(out_dir, data, model=None, force=False, **train):
     """Train to the end of the budget in-process; return the trainer's outcome."""
-    trainer = open_training(out_dir, {"data": str(data), **TINY_TRAIN, **train, **TINY_MODEL, **(model or {})})
+    options = {"data": str(data), **TINY_TRAIN, **train, **TINY_MODEL, **(model or {})}
+    trainer = open_training(out_dir, options, force=force)
     try:
         for _ in trainer.run():
             pass

@@ -104,3 +104,28 @@ def test_sample_continues_or_refuses_any_tiny_prime(tiny_runs, prime, length):
 def test_fill_restores_or_refuses_any_tiny_text(tiny_runs, text):
     root, _ = tiny_runs
     assert_ends_cleanly(run("fill", root / "fill", text, "--seed", 1))
+
+
+@pytest.fixture(scope="module")
+def score_server(tiny_runs):
+    pytest.importorskip("fastapi", reason="charrnn serve needs the [serve] extra (FastAPI, uvicorn)")
+    import httpx
+
+    from charrnn.api import load
+    from charrnn.serving import app as serve
+
+    root, _ = tiny_runs
+    app = serve.build_app(load(root / "lm"), root / "lm", max_length=100, max_concurrent=4)
+    with serve.background(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+@EXAMPLES
+@given(text=short_texts(), skip_unknown=st.booleans())
+def test_the_server_scores_or_refuses_any_tiny_text_naming_the_field(score_server, text, skip_unknown):
+    response = score_server.post("/v1/score", json={"text": text, "skip_unknown": skip_unknown})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        error = response.json()["error"]
+        assert error.startswith("text "), error
+        assert "--" not in error, error  # the advice names the request's fields, not command-line flags

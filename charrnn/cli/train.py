@@ -93,7 +93,12 @@ def train(
         bool, typer.Option(help="Continue the run in --out from its last.pt.", rich_help_panel=RUN_PANEL)
     ] = False,
     force: Annotated[
-        bool, typer.Option(help="Start over in a directory that already holds a run.", rich_help_panel=RUN_PANEL)
+        bool,
+        typer.Option(
+            help="Start over in a directory that already holds a run. The run there is kept until the new one "
+            "writes its first checkpoint, then replaced.",
+            rich_help_panel=RUN_PANEL,
+        ),
     ] = False,
     dry_run: Annotated[
         bool,
@@ -166,8 +171,9 @@ def announce(trainer, resume: bool) -> None:
         f"training a {model.num_layers}-layer {model.hidden_size}-unit "
         f"{'bidirectional ' if model.bidirectional else ''}{model.cell} "
         f"({trainer.model.num_parameters():,} parameters) on {config.data} "
-        f"({len(trainer.ids):,} characters, vocabulary {len(trainer.vocab)}) into {trainer.run_dir.path}"
-        + (f", resuming at step {trainer.step}" if resume else ""),
+        f"({len(trainer.ids):,} characters, vocabulary {len(trainer.vocab)}) into {trainer.run_dir.target}"
+        + (f", resuming at step {trainer.step}" if resume else "")
+        + (", replacing the run there at its first checkpoint" if trainer.run_dir.replacing else ""),
         markup=False,
     )
     err.print(placement(trainer), markup=False)
@@ -196,6 +202,13 @@ def finish(trainer, outcome, received: list) -> None:
     """Say what was saved and what to run next, then end the process (under torchrun, every process)."""
     distributed = trainer.group.active
     if not trainer.group.is_main:
+        end_process(SIGNAL_EXIT[received[0]] if received else 0, distributed)
+    if outcome.kept_previous:
+        err.print(
+            f"stopped at step {outcome.step}, before the new run's first checkpoint; "
+            f"the run in {outcome.out_dir} is kept as it was",
+            markup=False,
+        )
         end_process(SIGNAL_EXIT[received[0]] if received else 0, distributed)
     best = "none yet" if outcome.best_val_bpc is None else f"{outcome.best_val_bpc:.3f} bpc"
     from charrnn.storage.checkpoint import BEST, LAST

@@ -29,3 +29,5 @@ class Outcome:
     elapsed_s: float
     best_val_bpc: float | None
     out_dir: Path
+    # Stopped before its first checkpoint over a previous run, which is left as it was in `out_dir`.
+    kept_previous: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,35 +13,46 @@ from charrnn.errors import CharRNNError
 from charrnn.settings import config_file as configfile
 from charrnn.storage import checkpoint
 from charrnn.storage.checkpoint import BEST, LAST, remove_stale_temps
+from charrnn.training import staging
+from charrnn.training.staging import LOCK
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
-LOCK = ".lock"
 RUN_FILES = (BEST, LAST, METRICS, SUMMARY)
+# What a run writes into its folder; the rest is a user's, and outlives a run replaced by a new one.
+OWN_FILES = (*RUN_FILES, configfile.CONFIG, LOCK)
 
 
 class RunDir:
     """Read and checked first (`saved_run`), changed only when training begins (`begin`), so that a
-    mistake in the options never costs the run that was there."""
+    mistake in the options never costs the run that was there. A new run over an old one writes into a
+    folder beside it (`path`) and takes the old one's place (`target`) at its first good checkpoint
+    (`commit`); until then the old run is as it was (`staging.py`)."""
 
     def __init__(self, path: Path | str):
         if not str(path).strip():
             # An unset variable in a script; the current directory is never meant.
             raise CharRNNError("--out is empty. Pass the run directory, e.g. --out runs/alice")
-        self.path = Path(path)
-        self._lock_file = None
+        self.target = self.path = Path(path)
+        self._lock_file = self._target_lock = None
+
+    @property
+    def replacing(self) -> bool:
+        """Whether this run trains beside a previous run that it has not replaced yet."""
+        return self._target_lock is not None
 
     def holds_run(self) -> bool:
         return any((self.path / name).exists() for name in RUN_FILES)
 
     def saved_run(self, resume: bool, force: bool) -> dict | None:
         """The last.pt a resume continues from, checked to belong to this run; None for a new run."""
+        staging.recover(self.path, OWN_FILES)
         self._check_config_is_ours()
         if not resume:
             if self.holds_run() and not force:
                 raise CharRNNError(
                     f"{self.path} already holds a run. Pass --resume to continue it, "
-                    "--force to start it over (its checkpoints are replaced), or another --out"
+                    "--force to start it over (it is replaced at the new run's first checkpoint), or another --out"
                 )
             return None
         last = self.path / LAST
@@ -76,11 +88,26 @@ class RunDir:
             )
 
     def begin(self, fresh: bool) -> None:
-        """Create and lock the directory; a fresh run clears the files of the one it replaces."""
+        """Create and lock the directory. A fresh run over a previous one trains beside it until `commit`."""
         self.create()
         self.lock()
-        if fresh:
-            self.clear()
+        if not (fresh and self.holds_run()):
+            return
+        target = staging.real(self.target)
+        staging.check_replaceable(target)
+        staged = staging.staged_path(target)
+        shutil.rmtree(staged, ignore_errors=True)  # a leftover `recover` could not tell was dead
+        self._target_lock, self._lock_file, self.path = self._lock_file, None, staged
+        self.create()
+        self.lock()
+
+    def commit(self) -> None:
+        """The new run has a good checkpoint: it takes the previous run's place, which is removed."""
+        if not self.replacing:
+            return
+        staging.swap(staging.real(self.target), self.path, OWN_FILES)
+        self._target_lock.close()
+        self._target_lock, self.path = None, self.target
 
     def create(self) -> None:
         try:
@@ -114,13 +141,14 @@ class RunDir:
         remove_stale_temps(self.path)
 
     def unlock(self) -> None:
+        """Release the directory; a new run that never earned its place goes, and the previous run stays."""
+        if self.replacing:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._target_lock.close()
+            self._target_lock, self.path = None, self.target
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-
-    def clear(self) -> None:
-        for name in RUN_FILES:
-            (self.path / name).unlink(missing_ok=True)
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop metric lines past the checkpoint a resume starts from; those steps run again. Lines that are

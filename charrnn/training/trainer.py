@@ -154,7 +154,7 @@ class Trainer:
                     metrics.write(json.dumps(dataclasses.asdict(progress)) + "\n")
                     metrics.flush()
                 yield progress
-        if stopping:
+        if stopping and not self.run_dir.replacing:
             self._save_last()
         # Every process leaves the loop at the same step, agreed by the all-reduce above.
         self.ran_to_the_end = True
@@ -173,9 +173,8 @@ class Trainer:
             self.step_module, params, self.optimizer, self.scaler, batch, self.state, self.config, self.device
         )
         divergence.check_training_step(
-            self.resolved, self.run_dir.path, len(self.vocab), self.step + 1, train_loss, grad_norm,
-            self.scaler.is_enabled(),
-        )  # fmt: skip
+            self.resolved, self.run_dir, len(self.vocab), self.step + 1, train_loss, grad_norm, self.scaler.is_enabled()
+        )
         step.update(self.optimizer, self.scaler, self.average)
         self.state = detach_state(new_state)
         self.step += 1
@@ -198,7 +197,7 @@ class Trainer:
         score = self.validate()
         val_loss = score.loss
         divergence.check_validation(
-            self.resolved, self.run_dir.path, len(self.vocab), self.step, val_loss, has_finite_weights(self.model)
+            self.resolved, self.run_dir, len(self.vocab), self.step, val_loss, has_finite_weights(self.model)
         )
         self.last_val_loss = val_loss
         if self.best_val_loss is None or val_loss < self.best_val_loss:
@@ -206,6 +205,8 @@ class Trainer:
             if self.group.is_main:
                 validation.save(self.run_dir.path, checkpoint.BEST, self.content(full=False))
         self._save_last()
+        if self.group.is_main:
+            self.run_dir.commit()  # a good checkpoint: now the new run replaces the one it was started over
         # Rank 0's, as its clock is every process's: they must agree on the step that ends the run.
         _, _, self.closing_s = distributed.agree(self.group, self.device, 0.0, False, time.perf_counter() - began)
         self.elapsed_s += self.closing_s
@@ -229,4 +230,4 @@ class Trainer:
         best = None if self.best_val_loss is None else self.best_val_loss / math.log(2)
         if finished and self.group.is_main:
             self.run_dir.write_summary({"step": self.step, "elapsed_s": self.elapsed_s, "best_val_bpc": best})
-        return Outcome(finished, self.step, self.elapsed_s, best, self.run_dir.path)
+        return Outcome(finished, self.step, self.elapsed_s, best, self.run_dir.target, self.run_dir.replacing)
