@@ -10,6 +10,7 @@ DATA ?= alice
 TRAIN_ARGS ?=
 BENCH_ARGS ?=
 COMPARE_ARGS ?=
+BUDGETS ?=
 SPRO ?=
 NANOGPT ?=
 BIN := $(VENV)/bin
@@ -60,8 +61,10 @@ compare: | $(STAMP) corpora/alice.txt
 
 # The side-by-side benchmark (benchmarks/README.md): nine texts at 1, 2 and 10 minutes, hours on an idle machine.
 # Give the peers' checkouts with SPRO=PATH NANOGPT=PATH; without them their columns stay empty.
+# BUDGETS=60,120 runs only those budgets; cells already measured on this CPU are kept.
 benchmark: | $(STAMP) corpora/alice.txt
-	$(BIN)/python benchmarks/suite.py $(if $(SPRO),--spro $(SPRO)) $(if $(NANOGPT),--nanogpt $(NANOGPT))
+	$(BIN)/python benchmarks/suite.py $(if $(SPRO),--spro $(SPRO)) $(if $(NANOGPT),--nanogpt $(NANOGPT)) \
+		$(if $(BUDGETS),--budgets $(BUDGETS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

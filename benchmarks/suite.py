@@ -1,6 +1,6 @@
 """The whole side-by-side benchmark: every text of the suite at every budget, one cell at a time.
 
-    python benchmarks/suite.py [--spro PATH] [--nanogpt PATH]
+    python benchmarks/suite.py [--spro PATH] [--nanogpt PATH] [--budgets 60,120]
 
 builds the texts into benchmarks/texts (build_texts.py) if they are missing, runs each cell (run.py) and
 writes benchmarks/results.json (one object per cell) and benchmarks/results.md (the table docs/results.md
@@ -48,6 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spro", help="a checkout of spro/char-rnn.pytorch")
     parser.add_argument("--nanogpt", help="a checkout of karpathy/nanoGPT")
+    parser.add_argument(
+        "--budgets",
+        type=lambda value: tuple(int(b) for b in value.split(",")),
+        default=BUDGETS,
+        help="the budgets to run, in seconds, comma-separated (default: 60,120,600)",
+    )
     args = parser.parse_args()
     texts = HERE / "texts"
     if not all((texts / f"{name}.txt").is_file() for name in TEXTS):
@@ -56,7 +62,7 @@ def main() -> None:
     cpu = run.cpu_name()
     done = {(c["text"], c["budget_s"]) for c in cells if c["cpu"] == cpu}
     peers = [f"--{tool}={path}" for tool, path in (("spro", args.spro), ("nanogpt", args.nanogpt)) if path]
-    for budget in BUDGETS:
+    for budget in args.budgets:
         for name in TEXTS:
             if (name, budget) in done:
                 continue
