@@ -154,7 +154,9 @@ class Trainer:
                     metrics.write(json.dumps(dataclasses.asdict(progress)) + "\n")
                     metrics.flush()
                 yield progress
-        if stopping and not self.run_dir.replacing:
+        if stopping:
+            # Every process takes part (the checkpoint gathers their states); a run that never replaced the
+            # one it was started over writes it into the folder `close()` then removes.
             self._save_last()
         # Every process leaves the loop at the same step, agreed by the all-reduce above.
         self.ran_to_the_end = True
