@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -104,17 +103,34 @@ def test_a_rename_that_fails_leaves_the_old_run(old_run, text_file, monkeypatch,
     assert siblings(old_run) == []
 
 
-# Where a SIGKILL lands, and what the folder holds once the next training has looked at it.
+# Where a SIGKILL lands (a line run before charrnn starts), and whose run the folder holds once the next
+# training has looked at it.
 KILL_POINTS = {
     # Before the new run's first checkpoint is written.
-    "first save": ("from charrnn.training import validation as m; name = 'save'", "old"),
+    "first save": ("from charrnn.training import validation; validation.save = die", "old"),
     # Its first checkpoint is written, the swap not begun.
-    "swap": ("from charrnn.training.run_dir import RunDir as m; name = 'commit'", "old"),
+    "swap": ("from charrnn.training.run_dir import RunDir; RunDir.commit = die", "old"),
     # The old run renamed aside, the new one not yet in its place.
-    "second rename": (None, "new"),
+    "second rename": ("os.rename = die_at_call(2, os.rename)", "new"),
     # Both renames done, the old folder not yet emptied.
-    "emptying": ("from charrnn.training import staging as m; name = '_empty_into'", "new"),
+    "emptying": ("from charrnn.training import staging; staging._empty_into = die", "new"),
 }
+KILLING_SCRIPT = """
+import os, runpy, signal, sys
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+def die_at_call(n, function):
+    calls = []
+    def counted(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == n:
+            die()
+        return function(*args, **kwargs)
+    return counted
+{patch}
+sys.argv = ["charrnn", *sys.argv[1:]]
+runpy.run_module("charrnn", run_name="__main__")
+"""
 
 
 @pytest.mark.slow
@@ -122,26 +138,7 @@ KILL_POINTS = {
 def test_a_kill_at_any_stage_leaves_one_whole_run(old_run, text_file, point):
     patch, survivor = KILL_POINTS[point]
     before = files(old_run)
-    if patch is None:
-        patch = textwrap.dedent("""
-            calls, rename = [], os.rename
-            def flaky(src, dst):
-                calls.append(src)
-                if len(calls) == 2:
-                    die()
-                rename(src, dst)
-            os.rename = flaky
-            m, name = None, None""")
-    script = textwrap.dedent("""
-        import os, runpy, signal, sys
-        def die(*args, **kwargs):
-            os.kill(os.getpid(), signal.SIGKILL)
-        {patch}
-        if m is not None:
-            setattr(m, name, die)
-        sys.argv = ["charrnn", *sys.argv[1:]]
-        runpy.run_module("charrnn", run_name="__main__")
-    """).format(patch=patch)
+    script = KILLING_SCRIPT.format(patch=patch)
     args = ["train", "--data", text_file, *NEW, "--max-steps", 4, "--eval-every", 2, "--out", old_run, "--force"]
     killed = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=ENV, capture_output=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()

@@ -106,6 +106,10 @@ class RunDir:
         if not self.replacing:
             return
         staging.swap(staging.real(self.target), self.path, OWN_FILES)
+        self._back_to_target()
+
+    def _back_to_target(self) -> None:
+        """The staged folder is the run now, or gone: the target's own lock is no longer needed."""
         self._target_lock.close()
         self._target_lock, self.path = None, self.target
 
@@ -144,8 +148,7 @@ class RunDir:
         """Release the directory; a new run that never earned its place goes, and the previous run stays."""
         if self.replacing:
             shutil.rmtree(self.path, ignore_errors=True)
-            self._target_lock.close()
-            self._target_lock, self.path = None, self.target
+            self._back_to_target()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
