@@ -75,6 +75,23 @@ def test_a_longer_time_budget_affords_a_larger_model():
     assert short["max_steps"] is None and long["max_time"] == 3600.0  # the time, not a step count, ends the run
 
 
+def test_a_text_the_budget_reads_only_a_few_times_gets_a_smaller_faster_model():
+    """In a time budget, a text read many times is sized by what the model sees; one read only a few times is
+    short of steps, not of text, and gets a smaller model that takes more of them."""
+
+    def seconds(shape):
+        return 0.01 + 1e-7 * recipe.recurrent_parameters(shape, shape.hidden_size)
+
+    many_passes = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0, cell="gru")
+    few_passes = chosen(4_500_000, step_seconds=seconds, max_time=60.0, cell="gru")
+    assert few_passes["hidden_size"] < many_passes["hidden_size"]
+    # A budget long enough to read the large text many times sizes it as the small one again.
+    assert (
+        chosen(4_500_000, step_seconds=seconds, max_time=36_000.0, cell="gru")["hidden_size"]
+        > (many_passes["hidden_size"])
+    )
+
+
 def test_a_vocabulary_of_thousands_does_not_count_as_capacity():
     """The embedding and output layer of a Chinese text are large but do not hold what the model learns."""
     assert chosen(800_000, vocab=6000)["hidden_size"] == chosen(800_000, vocab=75)["hidden_size"]

@@ -9,7 +9,9 @@ several texts (docs/recipes.md):
   so no default run takes longer than the default model does on Alice.
 - Size. Hidden units such that the run sees about CHARS_PER_PARAMETER training characters per recurrent
   parameter (Alice's default model sees 2.95), and never more than PARAMETERS_PER_CHAR recurrent
-  parameters per training character (the default model has 14.4 on Alice). For --max-time the steps come
+  parameters per training character (the default model has 14.4 on Alice). Under --max-time a text the chosen
+  size would see fewer than FEW_PASSES times gets TIMED_CHARS_PER_PARAMETER instead: there steps, not the text,
+  are what is short, and a smaller model buys more of them. For --max-time the steps come
   from timing a few training steps of two or three sizes on the device, then the chosen size's validation,
   checkpoints and weight averaging (`step_timing.py`): the steps are those that fit in what is left of the
   budget once the timing, the validations every --eval-every steps and the last validation are paid for.
@@ -40,6 +42,13 @@ MIN_STEPS = 200
 DEFAULT_STEPS_CAP = DEFAULT_MAX_STEPS
 CHARS_PER_PARAMETER = 3.0
 PARAMETERS_PER_CHAR = 15.0
+# Under a time budget, a text seen fewer than FEW_PASSES times at CHARS_PER_PARAMETER is sized at
+# TIMED_CHARS_PER_PARAMETER: there steps, not the text, are short. In 60 s, 2 x 128 GRUs (about 12 characters a
+# parameter) validated better than the 2 x 192 the denser rule chose on C (by 0.19), prose (0.08, 0.09), logs
+# (0.06) and verse (0.05), and worse on Russian (0.05), Chinese (0.06, where 2 x 64 replaced 2 x 128) and Python
+# (0.02); on Alice, seen 15 times, 2 x 192 stays (docs/results.md).
+FEW_PASSES = 10.0
+TIMED_CHARS_PER_PARAMETER = 12.0
 HIDDEN_SIZES = tuple(range(64, 1025, 64))
 # For a time budget the smallest size and this one are timed, and a larger choice is timed before it stands.
 PROBE_HIDDEN = 256
@@ -154,12 +163,24 @@ class Sizing:
         if steps is not None:
             return _closest(shape, allowed, lambda h: steps * chars_per_step), steps, None
         seconds = self._seconds(shape, allowed[0], min(allowed[-1], PROBE_HIDDEN))
-        hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
+        hidden = self._timed_size(shape, allowed, seconds)
         if hidden > PROBE_HIDDEN:
             # Beyond the sizes timed: time this one too, and choose again from the fit through both.
             seconds = self._seconds(shape, PROBE_HIDDEN, hidden)
-            hidden = _closest(shape, allowed, lambda h: self._steps(seconds(h)) * chars_per_step)
+            hidden = self._timed_size(shape, allowed, seconds)
         return self._paid_for(shape, allowed, hidden, seconds)
+
+    def _timed_size(self, shape: ModelConfig, allowed: list[int], seconds: Callable[[int], float]) -> int:
+        """The size for a time budget: CHARS_PER_PARAMETER, or TIMED_CHARS_PER_PARAMETER when that size would
+        see the text fewer than FEW_PASSES times."""
+
+        def chars_seen(h: int) -> float:
+            return self._steps(seconds(h)) * self.train.batch_size * self.train.seq_len
+
+        hidden = _closest(shape, allowed, chars_seen)
+        if chars_seen(hidden) < FEW_PASSES * self.train_chars:
+            hidden = _closest(shape, allowed, chars_seen, TIMED_CHARS_PER_PARAMETER)
+        return hidden
 
     def _paid_for(
         self, shape: ModelConfig, allowed: list[int], hidden: int, seconds: Callable[[int], float]
@@ -222,12 +243,17 @@ def recurrent_parameters(shape: ModelConfig, hidden: int) -> int:
     return recurrent_parameter_count(_sized(shape, hidden))
 
 
-def _closest(shape: ModelConfig, allowed: list[int], chars_seen: Callable[[int], float]) -> int:
+def _closest(
+    shape: ModelConfig,
+    allowed: list[int],
+    chars_seen: Callable[[int], float],
+    chars_per_parameter: float = CHARS_PER_PARAMETER,
+) -> int:
     """The size whose recurrent parameters are closest, as a ratio, to the characters it would see divided
-    by CHARS_PER_PARAMETER."""
+    by `chars_per_parameter`."""
     return min(
         allowed,
-        key=lambda h: abs(math.log(recurrent_parameters(shape, h) * CHARS_PER_PARAMETER / max(chars_seen(h), 1))),
+        key=lambda h: abs(math.log(recurrent_parameters(shape, h) * chars_per_parameter / max(chars_seen(h), 1))),
     )
 
 
