@@ -66,7 +66,7 @@ def test_fewer_steps_choose_a_smaller_model():
 
 
 def test_a_longer_time_budget_affords_a_larger_model():
-    def seconds(shape):  # a device whose step costs grow with the model, as every device's do
+    def seconds(shape, batch_size):  # a device whose step costs grow with the model, as every device's do
         return 0.01 + 1e-7 * recipe.recurrent_parameters(shape, shape.hidden_size)
 
     short = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0)
@@ -79,17 +79,38 @@ def test_a_text_the_budget_reads_only_a_few_times_gets_a_smaller_faster_model():
     """In a time budget, a text read many times is sized by what the model sees; one read only a few times is
     short of steps, not of text, and gets a smaller model that takes more of them."""
 
-    def seconds(shape):
+    def seconds(shape, batch_size):
         return 0.01 + 1e-7 * recipe.recurrent_parameters(shape, shape.hidden_size)
 
-    many_passes = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0, cell="gru")
-    few_passes = chosen(4_500_000, step_seconds=seconds, max_time=60.0, cell="gru")
+    many_passes = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0, cell="gru", batch_size=32)
+    few_passes = chosen(4_500_000, step_seconds=seconds, max_time=60.0, cell="gru", batch_size=32)
     assert few_passes["hidden_size"] < many_passes["hidden_size"]
     # A budget long enough to read the large text many times sizes it as the small one again.
     assert (
-        chosen(4_500_000, step_seconds=seconds, max_time=36_000.0, cell="gru")["hidden_size"]
+        chosen(4_500_000, step_seconds=seconds, max_time=36_000.0, cell="gru", batch_size=32)["hidden_size"]
         > (many_passes["hidden_size"])
     )
+
+
+def test_a_time_budget_too_short_for_many_updates_trains_on_fewer_streams():
+    """Where a step's time follows its batch, as on a CPU, halving the streams doubles the updates of the same
+    characters: a budget of few updates takes them, down to the smallest batch, and a long one keeps 32."""
+
+    def seconds(shape, batch_size):
+        return batch_size * (2e-3 + 1e-9 * recipe.recurrent_parameters(shape, shape.hidden_size))
+
+    reason = recipe.choose(
+        *(lambda first: (first.train, first.model, first.origin))(resolve(Sources(given={"max_time": 30.0}))),
+        4_500_000,
+        75,
+        seconds,
+    ).reason
+    short = chosen(4_500_000, step_seconds=seconds, max_time=30.0)
+    assert short["batch_size"] < 32 and f"batches of {short['batch_size']}" in reason
+    steps = int(re.search(r"about ([\d,]+) steps", reason).group(1).replace(",", ""))
+    assert steps >= recipe.MIN_TIMED_UPDATES or short["batch_size"] == recipe.MIN_TIMED_BATCH_SIZE
+    assert chosen(4_500_000, step_seconds=seconds, max_time=36_000.0)["batch_size"] == 32
+    assert chosen(4_500_000, step_seconds=seconds, max_time=30.0, batch_size=32)["batch_size"] == 32
 
 
 def test_a_vocabulary_of_thousands_does_not_count_as_capacity():
@@ -195,7 +216,7 @@ def schedule_seconds(steps: int, every: int, step_s: float, overhead: Overhead, 
 @pytest.mark.parametrize("budget", [60.0, 600.0], ids=["without averaging", "with averaging"])
 def test_the_steps_of_a_time_budget_pay_for_validation_and_averaging(budget):
     overhead = Overhead(validation_s=2.0, average_s=0.05)
-    picked = chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape: 0.1, overhead=lambda shape: overhead,
+    picked = chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape, batch_size: 0.1, overhead=lambda shape: overhead,
                     max_time=budget)  # fmt: skip
     steps = int(re.search(r"about ([\d,]+) steps", picked_reason(budget, overhead)).group(1).replace(",", ""))
     spent = schedule_seconds(steps, picked["eval_every"], 0.1, overhead, picked["ema_decay"] > 0)
@@ -205,7 +226,7 @@ def test_the_steps_of_a_time_budget_pay_for_validation_and_averaging(budget):
 def picked_reason(budget: float, overhead: Overhead) -> str:
     first = resolve(Sources(given={"max_time": budget}))
     return recipe.choose(
-        first.train, first.model, first.origin, ALICE_TRAIN_CHARS, ALICE_VOCAB, lambda shape: 0.1,
+        first.train, first.model, first.origin, ALICE_TRAIN_CHARS, ALICE_VOCAB, lambda shape, batch_size: 0.1,
         overhead=lambda shape: overhead,
     ).reason  # fmt: skip
 
@@ -213,10 +234,12 @@ def picked_reason(budget: float, overhead: Overhead) -> str:
 def test_a_budget_too_short_for_any_model_names_the_shortest_that_works():
     overhead = Overhead(validation_s=1.0, average_s=0.0)
     with pytest.raises(CharRNNError) as refused:
-        chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape: 0.5, overhead=lambda shape: overhead, max_time=5.0)
+        chosen(
+            ALICE_TRAIN_CHARS, step_seconds=lambda shape, batch_size: 0.5, overhead=lambda shape: overhead, max_time=5.0
+        )
     shortest = int(re.search(r"Give --max-time (\d+)s or more", str(refused.value)).group(1))
     assert "trains no model" in str(refused.value)
-    picked = chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape: 0.5, overhead=lambda shape: overhead,
+    picked = chosen(ALICE_TRAIN_CHARS, step_seconds=lambda shape, batch_size: 0.5, overhead=lambda shape: overhead,
                     max_time=float(shortest))  # fmt: skip
     assert picked["max_time"] == shortest
 

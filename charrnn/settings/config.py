@@ -108,7 +108,9 @@ ADDED_TRAIN_OPTIONS = {"val_chars": None}
 class TrainConfig:
     data: str = option("alice", "A known corpus name (see `charrnn corpus`) or a UTF-8 text file.", panel=DATA)
     seq_len: int = option(128, "Steps of back-propagation through time.", panel=OPTIMISATION, min=1, example="128")
-    batch_size: int = option(32, "Parallel streams through the text.", panel=OPTIMISATION, min=1, example="32")
+    batch_size: int = option(
+        32, "Parallel streams through the text.", panel=OPTIMISATION, min=1, example="32", recipe=True
+    )
     lr: float = option(
         CELL_LR["lstm"],
         "Peak AdamW learning rate.",

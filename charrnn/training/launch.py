@@ -128,10 +128,10 @@ def _recipe(resolved: Resolved, encoded: corpus_ids.CorpusIds) -> tuple[recipes.
     if resolved.train.max_time is not None and not distributed.from_environment().active:
         device = devices.resolve(resolved.train.device, 0)
 
-        def step_seconds(shape: ModelConfig) -> float:
+        def step_seconds(shape: ModelConfig, batch_size: int) -> float:
             devices.check_precision(resolved.train.precision, device, shape.cell)
             began = time.perf_counter()
-            seconds = probe.step_seconds(shape, resolved.train, device)
+            seconds = probe.step_seconds(shape, dataclasses.replace(resolved.train, batch_size=batch_size), device)
             spent[0] += time.perf_counter() - began
             return seconds
 
