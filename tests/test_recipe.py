@@ -11,7 +11,7 @@ from charrnn.errors import CharRNNError
 from charrnn.settings.config import ModelConfig, TrainConfig
 from charrnn.settings.presets import CELL_LR, DEFAULT_MAX_STEPS
 from charrnn.settings.resolve import Sources, resolve
-from charrnn.training import recipe
+from charrnn.training import recipe, sizing
 from charrnn.training.launch import open_training
 from charrnn.training.step_timing import Overhead
 from tests.conftest import make_text, run
@@ -67,7 +67,7 @@ def test_fewer_steps_choose_a_smaller_model():
 
 def test_a_longer_time_budget_affords_a_larger_model():
     def seconds(shape, batch_size):  # a device whose step costs grow with the model, as every device's do
-        return 0.01 + 1e-7 * recipe.recurrent_parameters(shape, shape.hidden_size)
+        return 0.01 + 1e-7 * sizing.recurrent_parameters(shape, shape.hidden_size)
 
     short = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0)
     long = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=3600.0)
@@ -80,7 +80,7 @@ def test_a_text_the_budget_reads_only_a_few_times_gets_a_smaller_faster_model():
     short of steps, not of text, and gets a smaller model that takes more of them."""
 
     def seconds(shape, batch_size):
-        return 0.01 + 1e-7 * recipe.recurrent_parameters(shape, shape.hidden_size)
+        return 0.01 + 1e-7 * sizing.recurrent_parameters(shape, shape.hidden_size)
 
     many_passes = chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, max_time=60.0, cell="gru", batch_size=32)
     few_passes = chosen(4_500_000, step_seconds=seconds, max_time=60.0, cell="gru", batch_size=32)
@@ -97,7 +97,7 @@ def test_a_time_budget_too_short_for_many_updates_trains_on_fewer_streams():
     characters: a budget of few updates takes them, down to the smallest batch, and a long one keeps 32."""
 
     def seconds(shape, batch_size):
-        return batch_size * (2e-3 + 1e-9 * recipe.recurrent_parameters(shape, shape.hidden_size))
+        return batch_size * (2e-3 + 1e-9 * sizing.recurrent_parameters(shape, shape.hidden_size))
 
     reason = recipe.choose(
         *(lambda first: (first.train, first.model, first.origin))(resolve(Sources(given={"max_time": 30.0}))),

@@ -256,8 +256,8 @@ def test_a_client_that_disconnects_stops_its_generation(server):
     assert until(lambda: batcher.rows_in_use == 0)
     with httpx.Client(base_url=url, timeout=30) as client:
         with client.stream("POST", "/v1/generate", json={"length": MAX_LENGTH, "stream": True}) as response:
-            assert next(line for line in response.iter_lines() if line.startswith("data: "))
-            assert batcher.rows_in_use == 1
+            first = next(line for line in response.iter_lines() if line.startswith("data: "))
+            assert batcher.rows_in_use == 1, f"the generation is not running after its first event: {first}"
     assert until(lambda: batcher.rows_in_use == 0, timeout=5)
     steps = batcher.steps
     time.sleep(0.3)
