@@ -244,6 +244,20 @@ def test_a_budget_too_short_for_any_model_names_the_shortest_that_works():
     assert picked["max_time"] == shortest
 
 
+def test_a_budget_too_short_for_32_streams_trains_on_fewer_before_it_is_refused():
+    def seconds(shape, batch_size):
+        return 0.01 * batch_size
+
+    def overhead(shape):
+        return Overhead(validation_s=0.5, average_s=0.0)
+
+    with pytest.raises(CharRNNError, match="trains no model"):
+        chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, overhead=overhead, max_time=3.0, batch_size=32)
+    assert chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, overhead=overhead, max_time=3.0)["batch_size"] == 4
+    with pytest.raises(CharRNNError, match="trains no model"):
+        chosen(ALICE_TRAIN_CHARS, step_seconds=seconds, overhead=overhead, max_time=0.5)
+
+
 def test_a_too_short_budget_is_an_error_on_the_command_line(tmp_path):
     data = tmp_path / "small.txt"
     data.write_text(make_text(20_000))

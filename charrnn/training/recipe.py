@@ -15,7 +15,8 @@ several texts (docs/recipes.md); the sizing's constants and the fit of a time bu
   from timing a few training steps of two or three sizes on the device, then the chosen size's validation,
   checkpoints and weight averaging (`step_timing.py`): the steps are those that fit in what is left of the
   budget once the timing, the validations every --eval-every steps and the last validation are paid for.
-  A budget that leaves fewer than MIN_TIMED_STEPS steps of the smallest model is refused.
+  A budget that leaves fewer than MIN_TIMED_STEPS steps of the smallest model, on the fewest streams the batch
+  rule allows, is refused.
 - Batch. Under --max-time, a model that would take fewer than MIN_TIMED_UPDATES steps trains on fewer
   streams (halved down to MIN_TIMED_BATCH_SIZE), sized again: more updates of nearly as many characters.
 - Cell. The LSTM, unless the budget gives it fewer than MIN_LSTM_STEPS steps: then a GRU with an embedding of
@@ -32,6 +33,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from charrnn.errors import CharRNNError
 from charrnn.settings.config import ModelConfig, TrainConfig, format_duration
 from charrnn.settings.presets import DEFAULT_MAX_STEPS
 from charrnn.training.sizing import MIN_STEPS_TO_AVERAGE, OverheadSeconds, Sizing, StepSeconds, eval_every
@@ -96,8 +98,14 @@ def choose(
     sizing = Sizing(train, train_chars, step_seconds, overhead, spent_s, averages)
     shape = ModelConfig(vocab_size=vocab_size, **model)
     values = {}
-    hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
-    if timed and left_out("batch_size") and steps < MIN_TIMED_UPDATES:
+    fewer_streams = timed and left_out("batch_size")
+    try:
+        hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
+    except CharRNNError:
+        if not fewer_streams:
+            raise
+        steps = 0  # too short for 32 streams: the fewest are tried, and refused in turn if they fit no better
+    if fewer_streams and steps < MIN_TIMED_UPDATES:
         batch_size = _fewer_streams(train.batch_size, steps)
         if batch_size != train.batch_size:
             train = dataclasses.replace(train, batch_size=batch_size)
