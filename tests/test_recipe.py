@@ -29,6 +29,14 @@ def chosen(train_chars: int, vocab: int = 75, step_seconds=None, overhead=None, 
     return {**dataclasses.asdict(final.train), **model}
 
 
+def chosen_reason(train_chars: int, step_seconds, overhead=None, **given) -> str:
+    """The line the recipe prints for a fresh run on a text of `train_chars` training characters."""
+    first = resolve(Sources(given=given))
+    return recipe.choose(
+        first.train, first.model, first.origin, train_chars, ALICE_VOCAB, step_seconds, overhead=overhead
+    ).reason
+
+
 def test_alice_without_options_trains_the_model_it_was_tuned_with():
     """`make train` must not change: Alice's recipe is the configuration the published 1.983 bpc came from."""
     tuned = {
@@ -99,12 +107,7 @@ def test_a_time_budget_too_short_for_many_updates_trains_on_fewer_streams():
     def seconds(shape, batch_size):
         return batch_size * (2e-3 + 1e-9 * sizing.recurrent_parameters(shape, shape.hidden_size))
 
-    reason = recipe.choose(
-        *(lambda first: (first.train, first.model, first.origin))(resolve(Sources(given={"max_time": 30.0}))),
-        4_500_000,
-        75,
-        seconds,
-    ).reason
+    reason = chosen_reason(4_500_000, seconds, max_time=30.0)
     short = chosen(4_500_000, step_seconds=seconds, max_time=30.0)
     assert short["batch_size"] < 32 and f"batches of {short['batch_size']}" in reason
     steps = int(re.search(r"about ([\d,]+) steps", reason).group(1).replace(",", ""))
@@ -224,11 +227,9 @@ def test_the_steps_of_a_time_budget_pay_for_validation_and_averaging(budget):
 
 
 def picked_reason(budget: float, overhead: Overhead) -> str:
-    first = resolve(Sources(given={"max_time": budget}))
-    return recipe.choose(
-        first.train, first.model, first.origin, ALICE_TRAIN_CHARS, ALICE_VOCAB, lambda shape, batch_size: 0.1,
-        overhead=lambda shape: overhead,
-    ).reason  # fmt: skip
+    return chosen_reason(
+        ALICE_TRAIN_CHARS, lambda shape, batch_size: 0.1, overhead=lambda shape: overhead, max_time=budget
+    )
 
 
 def test_a_budget_too_short_for_any_model_names_the_shortest_that_works():

@@ -106,13 +106,10 @@ def choose(
             raise
         steps = 0  # too short for 32 streams: the fewest are tried, and refused in turn if they fit no better
     if fewer_streams and steps < MIN_TIMED_UPDATES:
-        batch_size = _fewer_streams(train.batch_size, steps)
-        if batch_size != train.batch_size:
-            train = dataclasses.replace(train, batch_size=batch_size)
-            chars_per_step = train.batch_size * train.seq_len
-            sizing = dataclasses.replace(sizing, train=train)
-            values["batch_size"] = batch_size
-            hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
+        train = dataclasses.replace(train, batch_size=_fewer_streams(train.batch_size, steps))
+        sizing = dataclasses.replace(sizing, train=train)
+        values["batch_size"] = train.batch_size
+        hidden, steps, per_step = sizing.fit(shape, left_out("hidden_size"), given_steps)
     if left_out("cell") and shape.cell == "lstm" and steps < MIN_LSTM_STEPS:
         gru = {"cell": "gru"} | ({"embed_size": GRU_EMBED_SIZE} if left_out("embed_size") else {})
         shape = dataclasses.replace(shape, **gru)
@@ -128,7 +125,7 @@ def choose(
         why.append(f"{steps:,} steps")
     elif per_step is not None:
         why.append(f"about {steps:,} steps in {format_duration(train.max_time)} ({per_step:.2f} s a step)")
-    passes = steps * chars_per_step / train_chars
+    passes = steps * train.batch_size * train.seq_len / train_chars
     why.append(f"{passes:.3g} passes over {train_chars:,} training characters")
     _, dropout, embed_dropout, weight_drop = next(tier for tier in PASSES_REGULARISATION if passes >= tier[0])
     regularisers = {"dropout": dropout, "embed_dropout": embed_dropout, "weight_drop": weight_drop}
