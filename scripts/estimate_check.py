@@ -3,8 +3,9 @@
     python scripts/estimate_check.py TEXT BUDGET RUNS      e.g. corpora/alice.txt 60s 2
 
 Trains `charrnn train --data TEXT --max-time BUDGET` RUNS times (seeds 0, 1, ...) in a temporary folder and
-prints, for each, the recipe's choice, its estimate and the steps run, the step time it timed beside the
-median and mean of the run's own steps, its validations, and when the first step began.
+prints, for each, the recipe's choice, its estimate and the steps run, the projection of steps the run's first
+and middle validations printed, the step time it timed beside the median and mean of the run's own steps, its
+validations, and when the first step began.
 """
 
 import json
@@ -27,8 +28,12 @@ def check(text: str, budget: str, seed: int, out: Path) -> str:
     steps = [b["elapsed_s"] - a["elapsed_s"] for a, b in pairs if b.get("val_loss") is None]
     validations = [b["elapsed_s"] - a["elapsed_s"] for a, b in pairs if b.get("val_loss") is not None]
     summary = json.loads((out / "summary.json").read_text())
+    projections = [r["projected_steps"] for r in records if r.get("projected_steps") is not None]
+    first, middle = projections[0], projections[len(projections) // 2]
     return (
         f"{line.split(';')[0]} | estimated {estimate} ran {summary['step']} ({summary['step'] / estimate - 1:+.1%})"
+        f" | projected {first} at the first validation ({summary['step'] / first - 1:+.1%}),"
+        f" {middle} at the middle one ({summary['step'] / middle - 1:+.1%})"
         f" | timed {timed} s, median {statistics.median(steps):.3f} s, mean {statistics.fmean(steps):.3f} s"
         f" | {len(validations)} validations of {statistics.fmean(validations or [0]):.2f} s"
         f" | first step at {records[0]['elapsed_s']:.1f} s | {summary['elapsed_s']:.1f} s in all"

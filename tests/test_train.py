@@ -53,10 +53,30 @@ def test_the_last_progress_ends_the_budget_when_validation_ends_it(tmp_path, tex
     assert trainer.outcome().finished
 
 
+def test_a_time_budget_projects_its_steps_at_every_validation(tmp_path, text_file):
+    """Under --max-time each validation says where the run's own pace will take it: a projection of steps that
+    the run then reaches, the last one the step it ended at; a step budget has nothing to project."""
+    options = {**TINY_TRAIN, "max_steps": None, "max_time": 2.0, "eval_every": 5}
+    train_run(tmp_path / "timed", text_file, **options)
+    records = [json.loads(line) for line in (tmp_path / "timed" / "metrics.jsonl").read_text().splitlines()]
+    projected = [(r["step"], r["projected_steps"]) for r in records if r["val_bpc"] is not None]
+    assert len(projected) > 2 and all(steps > step for step, steps in projected[:-1])
+    assert projected[-1] == (records[-1]["step"], records[-1]["step"])
+    train_run(tmp_path / "run", text_file)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["projected_steps"] is None for line in lines)
+
+
+def test_a_step_budget_that_ends_first_is_the_projection(tmp_path, text_file):
+    train_run(tmp_path / "run", text_file, max_steps=20, max_time=600.0, eval_every=5)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["projected_steps"] for r in records if r["val_bpc"] is not None] == [20, 20, 20, 20]
+
+
 def test_metrics_lines_hold_the_documented_keys(tiny_run):
     lines = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == list(range(1, 31))
-    for key in ("step", "elapsed_s", "lr", "train_loss", "grad_norm", "chars_per_s", "clipped"):
+    for key in ("step", "elapsed_s", "lr", "train_loss", "grad_norm", "chars_per_s", "clipped", "projected_steps"):
         assert key in lines[0]
     validations = [line for line in lines if line["val_bpc"] is not None]
     assert validations and all(line["val_chars"] > 0 for line in validations)

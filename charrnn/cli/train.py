@@ -193,7 +193,8 @@ def run_with_progress(trainer):
                 "chars/s": f"{progress.chars_per_s:,.0f}",
             }
             if progress.val_bpc is not None:
-                bar.write(f"step {progress.step}: val {progress.val_bpc:.3f} bpc", file=sys.stderr)
+                pace = "" if progress.projected_steps is None else f"; about {progress.projected_steps:,} steps in all"
+                bar.write(f"step {progress.step}: val {progress.val_bpc:.3f} bpc{pace}", file=sys.stderr)
             bar.set_postfix(postfix)
     return trainer.outcome()
 

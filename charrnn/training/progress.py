@@ -20,6 +20,9 @@ class Progress:
     val_loss: float | None = None
     val_bpc: float | None = None
     val_chars: int | None = None  # how many validation characters were scored
+    # Under --max-time, at a validation: the steps the run will have taken when its budget ends, at the pace of
+    # its steps and validations so far. The recipe's estimate comes from a few timed steps; this from the run.
+    projected_steps: int | None = None
 
 
 @dataclass(frozen=True)

@@ -26,3 +26,10 @@ def learning_rate(config: TrainConfig, step: int, fraction: float) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     cosine = 0.5 * (1 + math.cos(math.pi * fraction))
     return config.lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * cosine)
+
+
+def projected_steps(config: TrainConfig, step: int, pace_s: float, left_s: float) -> int:
+    """The step a time budget ends at if every step after `step` takes `pace_s` (its share of validation
+    included) and `left_s` seconds are left for them; --max-steps when that comes first."""
+    steps = step + max(0, math.ceil(left_s / pace_s))
+    return steps if config.max_steps is None else min(steps, config.max_steps)

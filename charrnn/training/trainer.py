@@ -140,6 +140,7 @@ class Trainer:
         """Train to the end of the budget or until `stop` is set, yielding after every step."""
         self.model.train()
         stopping = False
+        self.paced_from = self.step, self.elapsed_s  # the run's own pace is measured from here
         with open(self.run_dir.path / METRICS, "a") if self.group.is_main else contextlib.nullcontext() as metrics:
             while True:
                 _, stopping, self.elapsed_s = distributed.agree(
@@ -220,7 +221,18 @@ class Trainer:
             val_chars=score.chars,
             elapsed_s=self.elapsed_s,
             budget_fraction=self.budget_fraction(),
+            projected_steps=self._projected_steps(),
         )
+
+    def _projected_steps(self) -> int | None:
+        if self.config.max_time is None:
+            return None
+        if self.budget_fraction() >= 1.0:
+            return self.step
+        first_step, first_s = self.paced_from
+        pace_s = (self.elapsed_s - first_s) / max(1, self.step - first_step)
+        left_s = self.config.max_time - self.elapsed_s - self.closing_s  # the last validation's share is kept
+        return schedule.projected_steps(self.config, self.step, pace_s, left_s)
 
     def _save_last(self) -> None:
         content = self.content(full=True)
