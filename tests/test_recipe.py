@@ -116,6 +116,20 @@ def test_a_time_budget_too_short_for_many_updates_trains_on_fewer_streams():
     assert chosen(4_500_000, step_seconds=seconds, max_time=30.0, batch_size=32)["batch_size"] == 32
 
 
+def test_a_time_budget_that_halved_the_streams_keeps_the_lstm():
+    """The batch rule buys the LSTM its updates; a GRU, slower a step on a CPU, would take still fewer. With the
+    batch given, the same short budget trains a GRU."""
+
+    def seconds(shape, batch_size):
+        return batch_size * (8e-3 if shape.cell == "lstm" else 1.2e-2)
+
+    halved = chosen(4_500_000, step_seconds=seconds, max_time=30.0)
+    assert (halved["batch_size"], halved["cell"]) == (recipe.MIN_TIMED_BATCH_SIZE, "lstm")
+    reason = chosen_reason(4_500_000, seconds, max_time=30.0)
+    assert int(re.search(r"about ([\d,]+) steps", reason).group(1).replace(",", "")) < recipe.MIN_LSTM_STEPS
+    assert chosen(4_500_000, step_seconds=seconds, max_time=30.0, batch_size=32)["cell"] == "gru"
+
+
 def test_a_vocabulary_of_thousands_does_not_count_as_capacity():
     """The embedding and output layer of a Chinese text are large but do not hold what the model learns."""
     assert chosen(800_000, vocab=6000)["hidden_size"] == chosen(800_000, vocab=75)["hidden_size"]
