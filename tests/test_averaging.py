@@ -1,6 +1,7 @@
 import json
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -62,8 +63,10 @@ def test_state_dict_round_trip():
     assert copy.updates == 1 and all(torch.equal(a, b) for a, b in zip(copy.averaged, average.averaged))
 
 
-def test_best_checkpoint_holds_the_average_that_validation_scored(tmp_path, text_file):
-    outcome = train_run(tmp_path / "run", text_file, ema_decay=0.9)
+@pytest.mark.parametrize("tied", [False, True], ids=["own-output-layer", "tied-embedding"])
+def test_best_checkpoint_holds_the_average_that_validation_scored(tmp_path, text_file, tied):
+    tie = {"tie_embedding": True, "embed_size": TINY_MODEL["hidden_size"]} if tied else {}
+    outcome = train_run(tmp_path / "run", text_file, model=tie, ema_decay=0.9)
     best, last = load(tmp_path / "run" / "best.pt"), load(tmp_path / "run" / "last.pt")
     ids = best.vocab.encode(text_file.read_text())
     val = splits(len(ids))["val"]

@@ -172,6 +172,17 @@ def test_train_option_out_of_range(tmp_path, text_file, option, value, message):
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
+def test_a_tied_embedding_follows_the_hidden_size_unless_given_another(tmp_path, text_file):
+    result = run("train", "--data", text_file, "--tie-embedding", "--hidden-size", 48, "--max-steps", 2, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "--embed-size 48  (tied embedding)" in result.stdout.splitlines()
+    assert_error(
+        run("train", "--data", text_file, "--tie-embedding", "--embed-size", 8, "--hidden-size", 32, "--max-steps", 2),
+        "--tie-embedding scores the hidden state with the embedding, which needs --embed-size 8 to equal "
+        "--hidden-size 32",
+    )
+
+
 @pytest.mark.parametrize("option, value", [("--hidden-size", "big"), ("--cell", "tcn"), ("--precision", "fp8")])
 def test_train_option_of_the_wrong_type_or_choice_is_a_usage_error(text_file, option, value):
     result = run("train", "--data", text_file, option, value)

@@ -63,7 +63,7 @@ def test_every_shown_default_is_the_one_the_code_uses(command):
 def test_train_help_says_which_values_the_recipe_chooses():
     shown = shown_defaults("train")
     chosen = {name for name, text in shown.items() if "chosen by the recipe" in text}
-    expected = {"cell", "hidden_size", "embed_size", "dropout", "embed_dropout", "weight_drop"}
+    expected = {"cell", "hidden_size", "embed_size", "tie_embedding", "dropout", "embed_dropout", "weight_drop"}
     assert chosen == expected | {"warmup_steps", "max_steps", "eval_every", "ema_decay", "batch_size"}
     assert "chosen by the recipe" not in shown_defaults("bench").get("hidden_size", "")
 

@@ -30,6 +30,7 @@ CELLS = {
     "rnn-tanh-2": {"cell": "rnn", "nonlinearity": "tanh", "num_layers": 2},
     "lstm": {"cell": "lstm", "num_layers": 2},
     "gru": {"cell": "gru", "num_layers": 2},
+    "lstm-tied": {"cell": "lstm", "num_layers": 2, "tie_embedding": True, "embed_size": 32},
 }
 # Where the snippet that samples without PyTorch is published; each copy must run.
 SNIPPETS = [(ROOT / "docs" / "export.md", "## Sampling without PyTorch")]

@@ -172,6 +172,11 @@ def test_cli_errors(tmp_path, text_file, fill_model_run, tiny_run):
     )
     assert not (tmp_path / "r" / "last.pt").exists()
     assert_error(run("train", "--data", text_file, "--mask-rate", 0.2, "--out", tmp_path / "r"), "--objective fill")
+    assert_error(
+        run("train", "--data", text_file, "--objective", "fill", "--tie-embedding", "--max-steps", 1),
+        "--tie-embedding is for a one-directional model",
+        "Leave out --tie-embedding",
+    )
     assert_error(run("sample", fill_model_run, "--seed", 1), "fill model", "charrnn fill")
     assert_error(run("fill", tiny_run, "a __"), "language model", "--objective fill")
     assert_error(run("fill", fill_model_run, "no gap"), "no '_' to fill")

@@ -7,6 +7,7 @@ from torch.func import functional_call
 
 from charrnn.generation.sampling import Stepper
 from charrnn.model import network as model_module
+from charrnn.model.device import parameter_count
 from charrnn.model.network import (
     CharRNN,
     detach_state,
@@ -47,13 +48,19 @@ CELLS = [
     {"cell": "rnn", "nonlinearity": "relu", "init": "identity"},
     {"cell": "lstm"},
     {"cell": "gru"},
+    {"cell": "lstm", "tie_embedding": True},
 ]
 
 
-@pytest.mark.parametrize("options", CELLS, ids=lambda o: "-".join(o.values()))
+def options_id(options: dict) -> str:
+    return "-".join("tied" if value is True else str(value) for value in options.values())
+
+
+@pytest.mark.parametrize("options", CELLS, ids=options_id)
 def test_equations_match_fused_module(options):
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(vocab_size=11, num_layers=2, hidden_size=16, embed_size=5, dropout=0.0, **options))
+    embed = 16 if options.get("tie_embedding") else 5  # a tied embedding is as wide as the hidden state
+    model = CharRNN(ModelConfig(vocab_size=11, num_layers=2, hidden_size=16, embed_size=embed, dropout=0.0, **options))
     model.eval()
     ids = torch.randint(0, 11, (3, 20))
     with torch.no_grad():
@@ -62,10 +69,11 @@ def test_equations_match_fused_module(options):
 
 
 @pytest.mark.parametrize("batch", [1, 2], ids=["streaming", "batched"])
-@pytest.mark.parametrize("options", CELLS, ids=lambda o: "-".join(o.values()))
+@pytest.mark.parametrize("options", CELLS, ids=options_id)
 def test_single_step_cells_match_whole_sequence(options, batch):
     torch.manual_seed(1)
-    model = CharRNN(ModelConfig(vocab_size=9, num_layers=3, hidden_size=12, embed_size=4, dropout=0.3, **options))
+    embed = 12 if options.get("tie_embedding") else 4
+    model = CharRNN(ModelConfig(vocab_size=9, num_layers=3, hidden_size=12, embed_size=embed, dropout=0.3, **options))
     model.eval()
     ids = torch.randint(0, 9, (batch, 15))
     with torch.no_grad():
@@ -84,6 +92,18 @@ def test_single_step_cells_match_whole_sequence(options, batch):
         fused_state if isinstance(fused_state, tuple) else [fused_state],
     ):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_tied_embedding_is_the_output_layer_and_learns_from_both():
+    """With --tie-embedding one matrix embeds the characters and scores them: the output side's gradient alone
+    reaches it, and the parameter count, as counted before building, says one matrix."""
+    config = ModelConfig(vocab_size=9, hidden_size=12, embed_size=12, tie_embedding=True)
+    model = CharRNN(config)
+    assert model.head.weight is model.embedding.weight
+    assert model.num_parameters() == parameter_count(config)
+    assert model.num_parameters() == CharRNN(dataclasses.replace(config, tie_embedding=False)).num_parameters() - 9 * 12
+    model.head(torch.randn(3, 12)).sum().backward()
+    assert model.embedding.weight.grad.abs().sum() > 0
 
 
 def test_state_starts_at_zero():

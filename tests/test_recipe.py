@@ -132,7 +132,23 @@ def test_a_time_budget_that_halved_the_streams_keeps_the_lstm():
 
 def test_a_vocabulary_of_thousands_does_not_count_as_capacity():
     """The embedding and output layer of a Chinese text are large but do not hold what the model learns."""
-    assert chosen(800_000, vocab=6000)["hidden_size"] == chosen(800_000, vocab=75)["hidden_size"]
+    own_output_layer = {"tie_embedding": False}
+    assert chosen(800_000, vocab=6000, **own_output_layer)["hidden_size"] == chosen(800_000, vocab=75)["hidden_size"]
+
+
+def test_a_vocabulary_of_thousands_reads_its_output_layer_off_the_embedding():
+    """Where the output layer holds most of the weights, rare characters learn from being read as well as
+    predicted; a small alphabet keeps its own output layer, and a choice given wins."""
+    assert chosen(800_000, vocab=6000)["tie_embedding"] is True
+    assert chosen(800_000, vocab=recipe.TIED_VOCABULARY)["tie_embedding"] is False
+    assert chosen(800_000, vocab=6000, tie_embedding=False)["tie_embedding"] is False
+    reason = recipe.choose(*_first(max_steps=500), 800_000, 6000).reason
+    assert "output layer tied to the embedding" in reason
+
+
+def _first(**given):
+    first = resolve(Sources(given=given))
+    return first.train, first.model, first.origin
 
 
 def test_train_prints_its_choice_and_records_it(tmp_path):

@@ -1,11 +1,14 @@
 import dataclasses
 import functools
 import json
+import math
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from charrnn.api import load
@@ -26,6 +29,7 @@ CELLS = {
     # A ReLU rnn restarts its state every --seq-len / 2 characters (ModelConfig.context): here every 4, often
     # enough that its greedy text differs from the text of its state carried on.
     "rnn-relu": {"cell": "rnn", "nonlinearity": "relu", "num_layers": 1},
+    "lstm-tied": {"cell": "lstm", "num_layers": 2, "tie_embedding": True, "embed_size": 32},
 }
 SEQ_LEN = {"rnn-relu": 8}
 needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} to load the page in")
@@ -163,6 +167,23 @@ def test_the_folder_holds_the_page_its_script_and_the_weights(tiny_run, tmp_path
     assert manifest["vocab"] == loaded.vocab.chars and manifest["model_config"] == loaded.content["model_config"]
     floats = sum(p.numel() for p in loaded.model.parameters())
     assert (tmp_path / "web" / "weights.bin").stat().st_size == 4 * floats
+
+
+def test_a_tied_models_page_reads_its_embedding_as_the_output_layer(data, tmp_path):
+    """The page's step reads `head.weight`; a tied model's is its embedding, written under both names."""
+    train_run(tmp_path / "run", data, model=CELLS["lstm-tied"], max_steps=5)
+    assert run("export", tmp_path / "run", "--format", "web", "--out", tmp_path / "web").exit_code == 0
+    manifest = json.loads((tmp_path / "web" / "model.json").read_text())
+    floats = np.fromfile(tmp_path / "web" / "weights.bin", dtype="<f4")
+
+    def tensor(name):
+        entry = manifest["tensors"][name]
+        return torch.from_numpy(floats[entry["offset"] :][: math.prod(entry["shape"])].reshape(entry["shape"]))
+
+    model = load(tmp_path / "run").model
+    assert manifest["model_config"]["tie_embedding"] is True
+    assert torch.equal(tensor("head.weight"), model.embedding.weight.detach())
+    assert torch.equal(tensor("embedding.weight"), model.embedding.weight.detach())
 
 
 def test_an_earlier_export_is_replaced_and_other_folders_are_not(tiny_run, tmp_path):

@@ -61,6 +61,7 @@ def train(
     eval_every: train_opt(T, "eval_every") = None,
     val_chars: train_opt(T, "val_chars") = None,
     objective: train_opt(T, "objective") = None,
+    tie_embedding: train_opt(M, "tie_embedding") = None,
     bidirectional: train_opt(M, "bidirectional") = None,
     mask_rate: train_opt(T, "mask_rate") = None,
     mask_span: train_opt(T, "mask_span") = None,

@@ -119,8 +119,12 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 def parameter_count(model) -> int:
     """The parameters a CharRNN of this ModelConfig holds, counted from its shape before anything is built."""
     directions = 2 if model.bidirectional else 1
-    embedding_and_head = model.vocab_size * model.embed_size + (model.hidden_size * directions + 1) * model.vocab_size
-    return embedding_and_head + recurrent_parameter_count(model)
+    embedding = (model.vocab_size + model.bidirectional) * model.embed_size
+    if model.tie_embedding:
+        head = model.vocab_size  # the embedding is the weight: only the bias is its own
+    else:
+        head = (model.hidden_size * directions + 1) * model.vocab_size
+    return embedding + head + recurrent_parameter_count(model)
 
 
 def recurrent_parameter_count(model) -> int:

@@ -1,4 +1,5 @@
-"""The character model: embedding -> dropout -> fused nn.RNN/nn.LSTM/nn.GRU -> dropout -> linear.
+"""The character model: embedding -> dropout -> fused nn.RNN/nn.LSTM/nn.GRU -> dropout -> linear, whose weight
+may be the embedding itself (--tie-embedding).
 
 In training the fused module's kernel may run on masked copies of its recurrent weights (weight drop).
 
@@ -43,6 +44,10 @@ class CharRNN(nn.Module):
             **extra,
         )
         self.head = nn.Linear((1 + config.bidirectional) * config.hidden_size, config.vocab_size)
+        if config.tie_embedding:
+            # One matrix embeds the characters and scores them (Press & Wolf, 2017; Inan et al., 2017): a rare
+            # character's row learns from every time it is read as well as predicted.
+            self.head.weight = self.embedding.weight
         directions = ("", "_reverse") if config.bidirectional else ("",)
         self._layers = list(itertools.product(range(config.num_layers), directions))
         self._init_recurrent_weights()

@@ -72,6 +72,14 @@ class ModelConfig:
     )
     nonlinearity: str = option("tanh", "Vanilla rnn only.", panel=MODEL, choices=NONLINEARITIES)
     init: str = option("default", "identity: W_hh = I and zero biases; vanilla rnn only.", panel=MODEL, choices=INITS)
+    tie_embedding: bool = option(
+        False,
+        "Score the characters with their embedding: one matrix for the input and output layers, so that a large "
+        "vocabulary's rare characters learn from being read as well as predicted. Needs --embed-size equal to "
+        "--hidden-size.",
+        panel=MODEL,
+        recipe=True,
+    )
     bidirectional: bool = option(
         False, "Read forwards and backwards; --objective fill only, and implied by it.", panel=FILL
     )
@@ -85,6 +93,20 @@ class ModelConfig:
             raise CharRNNError(f"a model's context must be at least 2 characters, got {self.context}")
         if self.vocab_size < 1:
             raise CharRNNError("the vocabulary is empty. Train on a text with at least one character")
+        if self.tie_embedding and self.bidirectional:
+            raise OptionError(
+                ModelConfig,
+                "tie_embedding",
+                "is for a one-directional model: a bidirectional one's embedding also holds the mask it fills. "
+                "Leave out {tie_embedding}",
+            )
+        if self.tie_embedding and self.embed_size != self.hidden_size:
+            raise OptionError(
+                ModelConfig,
+                "tie_embedding",
+                f"scores the hidden state with the embedding, which needs {{embed_size}} {self.embed_size} to equal "
+                f"{{hidden_size}} {self.hidden_size}. Give them the same size, or leave out {{tie_embedding}}",
+            )
         if self.cell != "rnn":
             for name, default in (("nonlinearity", "tanh"), ("init", "default")):
                 if getattr(self, name) != default:
@@ -99,7 +121,7 @@ DERIVED_MODEL_FIELDS = ("vocab_size", "context")
 
 # Model options added since runs were first saved, each with the value that means "as before": a
 # checkpoint or a run's config.toml without one trained without it, and reusing it must not switch it on.
-ADDED_MODEL_OPTIONS = {"weight_drop": 0.0}
+ADDED_MODEL_OPTIONS = {"weight_drop": 0.0, "tie_embedding": False}
 # The same for training options: a run saved before bounded validation scored its whole validation split.
 ADDED_TRAIN_OPTIONS = {"val_chars": None}
 

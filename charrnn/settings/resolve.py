@@ -97,6 +97,10 @@ def resolve(sources: Sources) -> Resolved:
                     raise OptionError(
                         TrainConfig, name, "applies to the fill objective only. Drop it, or pass {objective} fill"
                     )
+        if values.get("tie_embedding") and origin.get("embed_size", "default") in ("default", "recipe"):
+            # A tied embedding scores the hidden state, so it is as wide.
+            values["embed_size"] = values.get("hidden_size", default_of(ModelConfig, "hidden_size"))
+            origin["embed_size"] = "tied embedding"
         for name in ("data", "init_from"):
             if values.get(name) is not None and Path(values[name]).is_file():
                 values[name] = str(Path(values[name]).resolve())

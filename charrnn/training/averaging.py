@@ -50,8 +50,10 @@ class WeightAverage:
 
     def model_state(self) -> dict:
         """The model's state_dict with the averaged weights in place of its own."""
-        names = [name for name, _ in self.model.named_parameters()]
-        return {**self.model.state_dict(), **{n: a.clone() for n, a in zip(names, self.averaged)}}
+        averaged = {id(p): a for p, a in zip(self.params, self.averaged)}
+        # Every name of a shared weight (a tied embedding is also the output layer's) gets the average.
+        names = self.model.named_parameters(remove_duplicate=False)
+        return {**self.model.state_dict(), **{n: averaged[id(p)].clone() for n, p in names}}
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "averaged": [a.clone() for a in self.averaged]}

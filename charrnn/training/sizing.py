@@ -161,4 +161,6 @@ def _closest(
 
 
 def _sized(shape: ModelConfig, hidden: int) -> ModelConfig:
-    return dataclasses.replace(shape, hidden_size=hidden)
+    # A tied embedding is as wide as the hidden state it scores.
+    embed = {"embed_size": hidden} if shape.tie_embedding else {}
+    return dataclasses.replace(shape, hidden_size=hidden, **embed)
