@@ -21,7 +21,8 @@ def test_written_values_read_back_the_same(tmp_path):
         "train": {k: v for k, v in tables["train"].items() if v is not None},
     }
     train, model = configfile.read(tmp_path / "c.toml")
-    assert model == {"cell": "gru", "dropout": 0.25, "weight_drop": 0.5}  # the vocabulary comes from the text
+    # The vocabulary comes from the text; a run file without an option added since trained without it.
+    assert model == {"cell": "gru", "dropout": 0.25, "weight_drop": 0.5, "tie_embedding": False}
     assert train["lr"] == 2e-05 and train["compile"] is True
 
 
@@ -83,5 +84,5 @@ def test_a_run_file_from_before_an_option_existed_reads_as_trained_without_it(tm
     old_run.write_text('[model]\nvocab_size = 75\ncell = "lstm"\ndropout = 0.3\n\n[train]\nlr = 0.01\n')
     hand_written = tmp_path / "mine.toml"
     hand_written.write_text('[model]\ncell = "lstm"\ndropout = 0.3\n')
-    assert configfile.read(old_run)[1] == {"cell": "lstm", "dropout": 0.3, "weight_drop": 0.0}
+    assert configfile.read(old_run)[1] == {"cell": "lstm", "dropout": 0.3, "weight_drop": 0.0, "tie_embedding": False}
     assert configfile.read(hand_written)[1] == {"cell": "lstm", "dropout": 0.3}
