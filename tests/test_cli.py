@@ -176,6 +176,9 @@ def test_a_tied_embedding_follows_the_hidden_size_unless_given_another(tmp_path,
     result = run("train", "--data", text_file, "--tie-embedding", "--hidden-size", 48, "--max-steps", 2, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "--embed-size 48  (tied embedding)" in result.stdout.splitlines()
+    preset = run("train", "--data", text_file, "--preset", "tiny", "--tie-embedding", "--dry-run")
+    assert preset.exit_code == 0, preset.output
+    assert "--embed-size 64  (tied embedding)" in preset.stdout.splitlines()
     assert_error(
         run("train", "--data", text_file, "--tie-embedding", "--embed-size", 8, "--hidden-size", 32, "--max-steps", 2),
         "--tie-embedding scores the hidden state with the embedding, which needs --embed-size 8 to equal "

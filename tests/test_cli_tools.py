@@ -7,9 +7,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from charrnn.api import load
 from charrnn.cli import app
 from charrnn.storage import checkpoint
-from tests.conftest import assert_error, run
+from tests.conftest import assert_error, run, train_run
+
+
+def test_info_counts_a_tied_embedding_once(tmp_path, text_file):
+    """best.pt holds an averaged tied matrix under both its names; the model has it once."""
+    train_run(tmp_path / "run", text_file, model={"tie_embedding": True, "embed_size": 32}, ema_decay=0.9)
+    result = run("info", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["parameters"] == load(tmp_path / "run").model.num_parameters()
 
 
 def test_info_describes_a_checkpoint(tiny_run):

@@ -131,7 +131,8 @@ def test_a_time_budget_that_halved_the_streams_keeps_the_lstm():
 
 
 def test_a_vocabulary_of_thousands_does_not_count_as_capacity():
-    """The embedding and output layer of a Chinese text are large but do not hold what the model learns."""
+    """The embedding and output layer of a Chinese text are large but do not hold what the model learns. (Tied,
+    the embedding grows to the hidden state's width, and the first layer's wider input does count.)"""
     own_output_layer = {"tie_embedding": False}
     assert chosen(800_000, vocab=6000, **own_output_layer)["hidden_size"] == chosen(800_000, vocab=75)["hidden_size"]
 

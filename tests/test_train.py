@@ -54,14 +54,16 @@ def test_the_last_progress_ends_the_budget_when_validation_ends_it(tmp_path, tex
 
 
 def test_a_time_budget_projects_its_steps_at_every_validation(tmp_path, text_file):
-    """Under --max-time each validation says where the run's own pace will take it: a projection of steps that
-    the run then reaches, the last one the step it ended at; a step budget has nothing to project."""
+    """Under --max-time each validation says where the run's own pace will take it: halfway through, a projection
+    near the steps the run then takes (within a factor of two, as a loaded machine's pace may change); the last
+    one the step it ended at. A step budget has nothing to project."""
     options = {**TINY_TRAIN, "max_steps": None, "max_time": 2.0, "eval_every": 5}
     train_run(tmp_path / "timed", text_file, **options)
     records = [json.loads(line) for line in (tmp_path / "timed" / "metrics.jsonl").read_text().splitlines()]
     projected = [(r["step"], r["projected_steps"]) for r in records if r["val_bpc"] is not None]
-    assert len(projected) > 2 and all(steps > step for step, steps in projected[:-1])
-    assert projected[-1] == (records[-1]["step"], records[-1]["step"])
+    ran = records[-1]["step"]
+    assert len(projected) > 2 and ran / 2 <= projected[len(projected) // 2][1] <= ran * 2
+    assert projected[-1] == (ran, ran)
     train_run(tmp_path / "run", text_file)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line)["projected_steps"] is None for line in lines)

@@ -97,8 +97,9 @@ def resolve(sources: Sources) -> Resolved:
                     raise OptionError(
                         TrainConfig, name, "applies to the fill objective only. Drop it, or pass {objective} fill"
                     )
-        if values.get("tie_embedding") and origin.get("embed_size", "default") in ("default", "recipe"):
-            # A tied embedding scores the hidden state, so it is as wide.
+        embed_from = origin.get("embed_size", "default")
+        if values.get("tie_embedding") and (embed_from in ("default", "recipe") or embed_from.startswith("preset")):
+            # A tied embedding scores the hidden state, so it is as wide, unless a width was given for it.
             values["embed_size"] = values.get("hidden_size", default_of(ModelConfig, "hidden_size"))
             origin["embed_size"] = "tied embedding"
         for name in ("data", "init_from"):

@@ -18,7 +18,8 @@ import torch
 
 from charrnn import atomic
 from charrnn.errors import CharRNNError
-from charrnn.settings.config import ADDED_MODEL_OPTIONS, ADDED_TRAIN_OPTIONS
+from charrnn.model.device import parameter_count
+from charrnn.settings.config import ADDED_MODEL_OPTIONS, ADDED_TRAIN_OPTIONS, ModelConfig
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -183,7 +184,8 @@ def report(path: Path, content: dict) -> dict:
         "checkpoint": str(path),
         "charrnn_version": content.get("charrnn_version"),
         "model": model,
-        "parameters": sum(t.numel() for t in content["model"].values()),
+        # Counted from the shape: a tied embedding is two names of one matrix (two copies in an averaged best.pt).
+        "parameters": parameter_count(ModelConfig(**model)),
         "vocab_size": len(content["vocab"]),
         "vocab": "".join(content["vocab"]),
         "train": content["train_config"],

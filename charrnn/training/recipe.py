@@ -23,8 +23,9 @@ several texts (docs/recipes.md); the sizing's constants and the fit of a time bu
   (`--tie-embedding`), as wide as the hidden state: there the output layer, not the recurrence, holds most of
   the weights, and a rare character's row learns from being read as well as predicted.
 - Cell. The LSTM, unless the budget gives it fewer than MIN_LSTM_STEPS steps of the batch it was given or 32
-  streams: then a GRU with an embedding of GRU_EMBED_SIZE, sized again. A batch the batch rule halved keeps the
-  LSTM.
+  streams: then a GRU with an embedding of GRU_EMBED_SIZE (a tied one stays as wide as the hidden state), sized
+  again. A batch the batch rule halved keeps the LSTM; as MIN_LSTM_STEPS is below MIN_TIMED_UPDATES, a time budget
+  reaches the GRU only with --batch-size given.
 - Regularisation, by passes over the text: the more often each character is seen, the more dropout,
   embedding dropout and weight drop (PASSES_REGULARISATION); weight averaging only for a run long
   enough to average (MIN_STEPS_TO_AVERAGE).
