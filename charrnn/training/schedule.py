@@ -30,6 +30,7 @@ def learning_rate(config: TrainConfig, step: int, fraction: float) -> float:
 
 def projected_steps(config: TrainConfig, step: int, pace_s: float, left_s: float) -> int:
     """The step a time budget ends at if every step after `step` takes `pace_s` (its share of validation
-    included) and `left_s` seconds are left for them; --max-steps when that comes first."""
+    included) and `left_s` seconds are left for them (none at the budget's end: `step` itself); --max-steps when
+    that comes first."""
     steps = step + max(0, math.ceil(left_s / pace_s))
     return steps if config.max_steps is None else min(steps, config.max_steps)

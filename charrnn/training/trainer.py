@@ -227,8 +227,6 @@ class Trainer:
     def _projected_steps(self) -> int | None:
         if self.config.max_time is None:
             return None
-        if self.budget_fraction() >= 1.0:
-            return self.step
         first_step, first_s = self.paced_from
         pace_s = (self.elapsed_s - first_s) / max(1, self.step - first_step)
         left_s = self.config.max_time - self.elapsed_s - self.closing_s  # the last validation's share is kept
